@@ -1,0 +1,1 @@
+"""The gateway: HTTP in front of the services. Owns no business rules."""

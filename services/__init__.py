@@ -1,0 +1,1 @@
+"""The platform's services. Each subpackage is one process; `shared` is the common plumbing."""

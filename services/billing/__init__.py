@@ -1,0 +1,1 @@
+"""billing: plans, subscriptions, invoices, payments."""

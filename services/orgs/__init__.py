@@ -1,0 +1,1 @@
+"""orgs: users, organizations, memberships and personal access tokens."""

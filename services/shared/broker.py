@@ -1,0 +1,185 @@
+"""RabbitMQ plumbing on py-amqp (kombu's transport): connections, pipelined confirmed
+publishing, topology names, and the retry / dead-letter routing every consumer shares.
+
+Works with or without eventlet (py-amqp uses plain sockets, which eventlet can green).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import amqp
+
+from .settings import Settings
+
+PERSISTENT = 2
+
+
+def exchange_name(producer: str) -> str:
+    return f"{producer}.events"
+
+
+def retry_queue(queue: str) -> str:
+    return f"{queue}.retry"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+def connect(settings: Settings, *, heartbeat: int = 0) -> amqp.Connection:
+    conn = amqp.Connection(
+        host=f"{settings.amqp_host}:{settings.amqp_port}",
+        userid=settings.amqp_user,
+        password=settings.amqp_password,
+        virtual_host=settings.amqp_vhost,
+        heartbeat=heartbeat,
+        connect_timeout=5,
+    )
+    conn.connect()
+    return conn
+
+
+def declare_exchange(channel: amqp.Channel, producer: str) -> str:
+    # Same arguments nameko uses for `<service>.events`, so either side may declare it first.
+    name = exchange_name(producer)
+    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+    return name
+
+
+def declare_consumer_queues(channel: amqp.Channel, queue: str, bindings: Iterable[tuple[str, str]] = ()) -> None:
+    """The consumer's durable queue, its delay (retry) queue and its dead-letter queue."""
+    channel.queue_declare(queue, durable=True, auto_delete=False)
+    for exchange, routing_key in bindings:
+        channel.queue_bind(queue, exchange, routing_key)
+    declare_failure_queues(channel, queue)
+
+
+def declare_failure_queues(channel: amqp.Channel, queue: str) -> None:
+    # Expired messages in the retry queue dead-letter back to this consumer's queue only
+    # (default exchange, routing key = queue name), never to every subscriber.
+    channel.queue_declare(
+        retry_queue(queue),
+        durable=True,
+        auto_delete=False,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue},
+    )
+    channel.queue_declare(dead_letter_queue(queue), durable=True, auto_delete=False)
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+class ConfirmingPublisher:
+    """Publishes many messages, then waits once for the broker's confirms (pipelined)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.conn = connect(settings)
+        self.channel = self.conn.channel()
+        self.channel.confirm_select()
+        self._next_tag = 1
+        self._unconfirmed: set[int] = set()
+        self._nacked: set[int] = set()
+        self.channel.events["basic_ack"].add(self._on_ack)
+        self.channel.events["basic_nack"].add(self._on_nack)
+
+    def _settle(self, tag: int, multiple: bool) -> set[int]:
+        if multiple:
+            done = {t for t in self._unconfirmed if t <= tag}
+        else:
+            done = {tag} & self._unconfirmed
+        self._unconfirmed -= done
+        return done
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked |= self._settle(delivery_tag, multiple)
+
+    def publish(self, exchange: str, routing_key: str, body: bytes | str, *, headers: dict[str, Any] | None = None,
+                message_id: str | None = None, expiration: str | None = None) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        props: dict[str, Any] = {
+            "content_type": "application/json",
+            "content_encoding": "utf-8",
+            "delivery_mode": PERSISTENT,
+        }
+        if headers:
+            props["application_headers"] = headers
+        if message_id:
+            props["message_id"] = message_id
+        if expiration:
+            props["expiration"] = expiration
+        self.channel.basic_publish(amqp.Message(body, **props), exchange=exchange, routing_key=routing_key)
+        self._unconfirmed.add(self._next_tag)
+        self._next_tag += 1
+
+    def wait_for_confirms(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishError(f"{len(self._unconfirmed)} publishes not confirmed within {timeout}s")
+            try:
+                self.conn.drain_events(timeout=min(remaining, 1.0))
+            except TimeoutError:
+                continue
+        if self._nacked:
+            n = len(self._nacked)
+            self._nacked.clear()
+            raise PublishError(f"broker refused (nack) {n} messages")
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    max_attempts: int = 5
+    base_delay_ms: int = 200
+    max_delay_ms: int = 60_000
+
+    def delay_ms(self, attempt: int) -> int:
+        return min(self.base_delay_ms * (2 ** max(attempt - 1, 0)), self.max_delay_ms)
+
+
+def describe_exception(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return text[:2000]
+
+
+def route_failure(publisher: ConfirmingPublisher, queue: str, body: bytes | str, headers: dict[str, Any] | None,
+                  error: str, policy: FailurePolicy, *, permanent: bool = False) -> str:
+    """Send a failed message to its delay queue (retry with backoff) or, after the last
+    attempt or for a permanent fault, to the dead-letter queue with its error. Waits for
+    the broker's confirm: only then may the caller ack the original. Returns where it went.
+    """
+    headers = dict(headers or {})
+    attempts = int(headers.get("x-attempts", 0)) + 1
+    headers["x-attempts"] = attempts
+    headers["x-last-error"] = error
+    headers["x-original-queue"] = queue
+    if permanent or attempts >= policy.max_attempts:
+        headers["x-dead-lettered-at"] = time.time()
+        publisher.publish("", dead_letter_queue(queue), body, headers=headers)
+        where = "dead-letter"
+    else:
+        publisher.publish("", retry_queue(queue), body, headers=headers, expiration=str(policy.delay_ms(attempts)))
+        where = "retry"
+    publisher.wait_for_confirms()
+    return where
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()

@@ -1,0 +1,184 @@
+"""Idempotent consumption: claim an event_id in the same transaction as the effect.
+
+`claim` / `claim_many` insert into `<schema>.processed_messages`; a conflict means the
+message was already applied, so the caller skips the effect. `BatchConsumer` is the
+high-throughput consumer (no eventlet): it applies a whole batch of messages in one
+transaction, acks after commit, and isolates a failing message (retry with backoff, then
+dead-letter with its error) without holding up the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import amqp
+import psycopg
+
+from . import broker
+from .contracts import ContractError, parse_message
+from .db import connect as db_connect
+from .settings import Settings
+
+log = logging.getLogger("consumer")
+
+
+def claim(cur: psycopg.Cursor, schema: str, consumer: str, event_id: str) -> bool:
+    """True if this consumer has not processed `event_id` before (and now has, on commit)."""
+    cur.execute(
+        f'INSERT INTO "{schema}".processed_messages (consumer, event_id) VALUES (%s, %s) '
+        "ON CONFLICT DO NOTHING",
+        (consumer, event_id),
+    )
+    return cur.rowcount == 1
+
+
+def claim_many(cur: psycopg.Cursor, schema: str, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    """The subset of `event_ids` not processed before by this consumer (claimed on commit)."""
+    if not event_ids:
+        return set()
+    cur.execute(
+        f'INSERT INTO "{schema}".processed_messages (consumer, event_id) '
+        "SELECT %s, e FROM unnest(%s::uuid[]) AS e ON CONFLICT DO NOTHING RETURNING event_id",
+        (consumer, list(event_ids)),
+    )
+    return {str(r[0]) for r in cur.fetchall()}
+
+
+BatchHandler = Callable[[psycopg.Cursor, list[dict[str, Any]]], None]
+
+
+class BatchConsumer:
+    """Consume `queue` in batches: one transaction per batch, ack after commit.
+
+    `handle(cur, envelopes)` applies the effect of the (already deduplicated) envelopes
+    using `cur`, inside the transaction that also claims their event_ids.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue: str,
+        schema: str,
+        bindings: Iterable[tuple[str, str]],
+        handle: BatchHandler,
+        batch_size: int = 500,
+        max_wait: float = 0.005,
+        policy: broker.FailurePolicy | None = None,
+    ):
+        self.settings = settings
+        self.queue = queue
+        self.schema = schema
+        self.bindings = list(bindings)
+        self.handle = handle
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.policy = policy or broker.FailurePolicy(settings.consumer_max_attempts, settings.consumer_retry_base_ms)
+        self.stopping = threading.Event()
+        self.applied = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def declare(self, channel: amqp.Channel) -> None:
+        for exchange, _ in self.bindings:
+            producer = exchange.removesuffix(".events")
+            broker.declare_exchange(channel, producer)
+        broker.declare_consumer_queues(channel, self.queue, self.bindings)
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self.stopping.is_set():
+            conn = publisher = None
+            try:
+                with db_connect(self.settings, autocommit=True) as db:
+                    conn = broker.connect(self.settings)
+                    channel = conn.channel()
+                    self.declare(channel)
+                    channel.basic_qos(0, self.batch_size * 2, False)
+                    buffer: list[amqp.Message] = []
+                    channel.basic_consume(self.queue, callback=buffer.append)
+                    publisher = broker.ConfirmingPublisher(self.settings)
+                    backoff = 0.2
+                    while not self.stopping.is_set():
+                        self._fill(conn, buffer)
+                        if buffer:
+                            batch, buffer[:] = list(buffer), []
+                            self._process(db, channel, publisher, batch)
+            except Exception as exc:  # noqa: BLE001 -- reconnect; unacked messages come back
+                if self.stopping.is_set():
+                    break
+                log.warning("consumer %s fault: %s; reconnecting in %.1fs", self.queue,
+                            broker.describe_exception(exc), backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                for c in (publisher, conn):
+                    try:
+                        if c is not None:
+                            c.close()
+                    except Exception:
+                        pass
+
+    def _fill(self, conn: amqp.Connection, buffer: list[amqp.Message]) -> None:
+        """Wait for a first message (up to 0.5 s), then gather more for up to max_wait."""
+        deadline: float | None = None
+        while len(buffer) < self.batch_size and not self.stopping.is_set():
+            timeout = 0.5 if deadline is None else deadline - time.monotonic()
+            if timeout <= 0:
+                return
+            try:
+                conn.drain_events(timeout=timeout)
+            except TimeoutError:
+                if buffer or deadline is None:
+                    return
+            if buffer and deadline is None:
+                deadline = time.monotonic() + self.max_wait
+
+    def _decode(self, msg: amqp.Message) -> dict[str, Any]:
+        try:
+            body = json.loads(msg.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(f"message is not JSON: {exc}") from None
+        return parse_message(body)
+
+    def _process(self, db: psycopg.Connection, channel: amqp.Channel,
+                 publisher: broker.ConfirmingPublisher, batch: list[amqp.Message]) -> None:
+        good: list[tuple[amqp.Message, dict[str, Any]]] = []
+        for msg in batch:
+            try:
+                good.append((msg, self._decode(msg)))
+            except ContractError as exc:
+                # Malformed: retrying cannot help. Park it with the reason.
+                self._fail(publisher, msg, str(exc), permanent=True)
+        try:
+            self._apply(db, [env for _, env in good])
+        except Exception:  # noqa: BLE001 -- find the culprit one by one
+            for msg, env in good:
+                try:
+                    self._apply(db, [env])
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(publisher, msg, broker.describe_exception(exc))
+        # Everything in the batch is now either committed or re-routed with a confirm.
+        channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+
+    def _apply(self, db: psycopg.Connection, envelopes: list[dict[str, Any]]) -> None:
+        with db.transaction():
+            with db.cursor() as cur:
+                fresh = claim_many(cur, self.schema, self.queue, [e["event_id"] for e in envelopes])
+                todo = [e for e in envelopes if e["event_id"] in fresh]
+                if todo:
+                    self.handle(cur, todo)
+        self.applied += len(todo)
+
+    def _fail(self, publisher: broker.ConfirmingPublisher, msg: amqp.Message, error: str, *, permanent: bool = False) -> None:
+        headers = dict(msg.properties.get("application_headers") or {})
+        where = broker.route_failure(publisher, self.queue, msg.body, headers, error, self.policy, permanent=permanent)
+        if where == "dead-letter":
+            self.dead_lettered += 1
+        log.warning("consumer %s: message sent to %s: %s", self.queue, where, error[:300])

@@ -1,0 +1,32 @@
+"""Versioned message contracts: the only shapes that leave a service.
+
+Every public message is an envelope (see `envelope.py`) around a payload whose marshmallow
+schema is registered here by (event_type, schema_version). Producers build messages with
+`build_message`; consumers check them with `parse_message`. Import this package, not a
+module inside it: importing it registers every contract.
+"""
+
+from . import orgs, probe  # noqa: F401  (registers contracts)
+from .registry import (
+    REGISTRY,
+    Contract,
+    ContractError,
+    OutgoingMessage,
+    build_message,
+    contract,
+    event_id_for,
+    get_contract,
+    parse_message,
+)
+
+__all__ = [
+    "REGISTRY",
+    "Contract",
+    "ContractError",
+    "OutgoingMessage",
+    "build_message",
+    "contract",
+    "event_id_for",
+    "get_contract",
+    "parse_message",
+]

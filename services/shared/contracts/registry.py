@@ -1,0 +1,144 @@
+"""Contract registry, envelope schema and message builders. Imports marshmallow only."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f0d7c1e-2b7a-4c55-9d7e-8f6a1b2c3d4e")
+
+
+class ContractError(ValueError):
+    """A message does not match its contract (or no contract exists for it)."""
+
+
+class EnvelopeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    event_id = fields.UUID(required=True, metadata={"description": "Unique, stable across redeliveries and replays"})
+    event_type = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"), metadata={"description": "snake_case, past tense; also the routing key"})
+    schema_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True, format="iso", metadata={"description": "UTC time the domain event happened"})
+    producer = fields.String(required=True, metadata={"description": "Service that published it; exchange is <producer>.events"})
+    producer_position = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "Position in the producer's event log (monotonic per producer)"})
+    org_id = fields.String(required=True, allow_none=True)
+    project_ref = fields.String(required=True, allow_none=True)
+    correlation_id = fields.String(required=True, allow_none=True)
+    causation_id = fields.String(required=True, allow_none=True)
+    payload = fields.Dict(required=True)
+
+
+@dataclass(frozen=True)
+class Contract:
+    event_type: str
+    schema_version: int
+    producer: str
+    schema: type[Schema]
+    description: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.event_type, self.schema_version)
+
+
+REGISTRY: dict[tuple[str, int], Contract] = {}
+
+
+def contract(event_type: str, version: int, producer: str, description: str) -> Callable[[type[Schema]], type[Schema]]:
+    """Class decorator registering a payload schema as a public contract."""
+
+    def register(schema_cls: type[Schema]) -> type[Schema]:
+        key = (event_type, version)
+        if key in REGISTRY:
+            raise RuntimeError(f"contract {key} registered twice")
+        REGISTRY[key] = Contract(event_type, version, producer, schema_cls, description)
+        return schema_cls
+
+    return register
+
+
+def get_contract(event_type: str, version: int) -> Contract:
+    try:
+        return REGISTRY[(event_type, version)]
+    except KeyError:
+        raise ContractError(f"no contract for {event_type} v{version}") from None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """What a service's outbox mapping returns for one public domain event."""
+
+    event_type: str
+    schema_version: int
+    payload: dict[str, Any]
+    org_id: str | None = None
+    project_ref: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def event_id_for(producer: str, originator_id: uuid.UUID, originator_version: int) -> uuid.UUID:
+    """Deterministic: the same stored event always gets the same event_id."""
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{producer}:{originator_id}:{originator_version}")
+
+
+def build_message(
+    out: OutgoingMessage,
+    *,
+    event_id: uuid.UUID,
+    producer: str,
+    producer_position: int,
+    occurred_at: datetime,
+) -> dict[str, Any]:
+    """Validate the payload against its contract and wrap it in the envelope (JSON-ready)."""
+    c = get_contract(out.event_type, out.schema_version)
+    if c.producer != producer:
+        raise ContractError(f"{out.event_type} is produced by {c.producer}, not {producer}")
+    schema = c.schema()
+    errors = schema.validate(out.payload)
+    if errors:
+        raise ContractError(f"{out.event_type} v{out.schema_version} payload invalid: {errors}")
+    if occurred_at.tzinfo is None:
+        occurred_at = occurred_at.replace(tzinfo=timezone.utc)
+    envelope = {
+        "event_id": str(event_id),
+        "event_type": out.event_type,
+        "schema_version": out.schema_version,
+        "occurred_at": occurred_at.astimezone(timezone.utc).isoformat(),
+        "producer": producer,
+        "producer_position": producer_position,
+        "org_id": out.org_id,
+        "project_ref": out.project_ref,
+        "correlation_id": out.correlation_id,
+        "causation_id": out.causation_id,
+        "payload": schema.dump(schema.load(out.payload)),
+    }
+    return envelope
+
+
+def parse_message(body: dict[str, Any]) -> dict[str, Any]:
+    """Check an incoming message: envelope and payload. Returns it with a loaded payload.
+
+    Raises ContractError with every problem found.
+    """
+    if not isinstance(body, dict):
+        raise ContractError("message body is not a JSON object")
+    try:
+        env = EnvelopeSchema().load(body)
+    except ValidationError as e:
+        raise ContractError(f"envelope invalid: {e.messages}") from None
+    c = get_contract(env["event_type"], env["schema_version"])
+    if c.producer != env["producer"]:
+        raise ContractError(f"{c.event_type} must come from {c.producer}, not {env['producer']}")
+    try:
+        env["payload"] = c.schema().load(env["payload"])
+    except ValidationError as e:
+        raise ContractError(f"{c.event_type} v{c.schema_version} payload invalid: {e.messages}") from None
+    env["event_id"] = str(env["event_id"])
+    return env
