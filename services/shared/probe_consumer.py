@@ -1,0 +1,78 @@
+"""The probe's idempotent consumer process (no eventlet): applies each probe event once.
+
+Effect: a row per (consumer, run_id, seq) in `probe.probe_effects`; `applied` counts how
+many times the effect ran, so a test or bench can prove exactly-once (every row 1).
+A probe event with `fail: true` raises, to exercise retry and dead-lettering.
+
+Run: python -m services.shared.probe_consumer [--queue probe.sink] [--batch-size 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from typing import Any
+
+import psycopg
+
+from . import broker
+from .consuming import BatchConsumer
+from .db import ensure_schema
+from .probe import PROBE_EFFECTS_DDL
+from .settings import Settings, load_settings
+
+SCHEMA = "probe"
+
+
+class PoisonProbe(RuntimeError):
+    pass
+
+
+def make_handler(queue: str) -> Any:
+    def handle(cur: psycopg.Cursor, envelopes: list[dict[str, Any]]) -> None:
+        now = time.time()
+        rows = []
+        for e in envelopes:
+            p = e["payload"]
+            if p.get("fail"):
+                raise PoisonProbe(f"probe seq {p['seq']} asked to fail")
+            rows.append((queue, p["run_id"], p["seq"], p["sent_at"], now))
+        cur.executemany(
+            "INSERT INTO probe.probe_effects (consumer, run_id, seq, sent_at, received_at) "
+            "VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (consumer, run_id, seq) DO UPDATE SET applied = probe.probe_effects.applied + 1",
+            rows,
+        )
+
+    return handle
+
+
+def make_consumer(settings: Settings, queue: str = "probe.sink", batch_size: int = 500) -> BatchConsumer:
+    ensure_schema(settings, SCHEMA, PROBE_EFFECTS_DDL)
+    return BatchConsumer(
+        settings,
+        queue=queue,
+        schema=SCHEMA,
+        bindings=[(broker.exchange_name("probe"), "probe_recorded")],
+        handle=make_handler(queue),
+        batch_size=batch_size,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="probe consumer")
+    parser.add_argument("--queue", default="probe.sink")
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    consumer = make_consumer(load_settings(), args.queue, args.batch_size)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+    print(f"probe consumer on queue {args.queue}", flush=True)
+    consumer.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Shared fixtures: a throwaway database and RabbitMQ vhost per test session, the whole
+platform started as real processes against them, and clients for RPC and HTTP."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from services.shared.db import bootstrap, drop_database
+from services.shared.rabbitadmin import RabbitAdmin
+from services.shared.runner import Platform
+from services.shared.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_test_settings(tag: str) -> Settings:
+    suffix = f"{tag}_{os.getpid()}_{secrets.token_hex(3)}"
+    return load_settings({}).with_overrides(
+        db_name=f"sp_test_{suffix}",
+        amqp_vhost=f"sp_test_{suffix}",
+        gateway_port=free_port(),
+        consumer_retry_base_ms=50,
+        consumer_max_attempts=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    s = make_test_settings("s")
+    admin = RabbitAdmin(s)
+    admin.create_vhost(s.amqp_vhost)
+    bootstrap(s)
+    yield s
+    drop_database(s)
+    admin.delete_vhost(s.amqp_vhost)
+
+
+@pytest.fixture(scope="session")
+def platform(settings: Settings) -> Iterator[Platform]:
+    p = Platform(settings, log_dir=ARTIFACTS / "logs" / settings.db_name)
+    try:
+        p.start()
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def rpc(settings: Settings, platform: Platform) -> Iterator[Any]:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri}, timeout=20) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def gateway_url(settings: Settings, platform: Platform) -> str:
+    return f"http://{settings.gateway_host}:{settings.gateway_port}"
+
+
+@pytest.fixture
+def user_token(rpc: Any) -> dict[str, str]:
+    """A fresh user and a personal access token for it."""
+    email = f"user-{uuid.uuid4().hex[:10]}@example.com"
+    user = rpc.orgs.register_user(email, "correct horse battery")
+    token = rpc.orgs.issue_token(email, "tests")["token"]
+    return {"email": email, "user_id": user["id"], "token": token}
+
+
+@pytest.fixture
+def http(gateway_url: str) -> Any:
+    class Client:
+        def request(self, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+            headers = kw.pop("headers", {})
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            return requests.request(method, gateway_url + path, headers=headers, timeout=20, **kw)
+
+        def get(self, path: str, **kw: Any) -> requests.Response:
+            return self.request("GET", path, **kw)
+
+        def post(self, path: str, **kw: Any) -> requests.Response:
+            return self.request("POST", path, **kw)
+
+    return Client()

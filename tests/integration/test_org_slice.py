@@ -1,0 +1,89 @@
+"""The thin slice through the whole backbone: HTTP -> orgs store -> relay -> RabbitMQ ->
+billing's idempotent consumer -> a gateway read that shows both."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+
+def wait_for(fn: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def test_create_org_reaches_billing(http: Any, user_token: dict[str, str]) -> None:
+    # Create the org through the Management API v1 route.
+    r = http.post("/v1/organizations", token=user_token["token"], json={"name": "Acme Corp"})
+    assert r.status_code == 201, r.text
+    org = r.json()
+    assert org["slug"] == org["id"] and org["name"] == "Acme Corp"
+    assert org["slug"].startswith("acme-corp")
+
+    # billing learns of it through RabbitMQ and records a free plan; the gateway read shows both.
+    def plan() -> Any:
+        body = http.get(f"/v1/organizations/{org['slug']}", token=user_token["token"]).json()
+        return body.get("plan")
+
+    assert wait_for(plan) == "free"
+
+    # The creator's organization list includes it.
+    listed = http.get("/v1/organizations", token=user_token["token"]).json()
+    assert {o["slug"] for o in listed} >= {org["slug"]}
+
+
+def test_same_name_gets_distinct_slug(http: Any, user_token: dict[str, str]) -> None:
+    a = http.post("/v1/organizations", token=user_token["token"], json={"name": "Twin"}).json()
+    b = http.post("/v1/organizations", token=user_token["token"], json={"name": "Twin"}).json()
+    assert a["slug"] != b["slug"]
+
+
+def test_non_member_gets_404_not_data(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
+    org = http.post("/v1/organizations", token=user_token["token"], json={"name": "Private"}).json()
+    other = f"other-{time.time_ns()}@example.com"
+    rpc.orgs.register_user(other, "another password")
+    other_token = rpc.orgs.issue_token(other, "t")["token"]
+    r = http.get(f"/v1/organizations/{org['slug']}", token=other_token)
+    assert r.status_code == 404
+    assert "name" not in r.json()
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1,2]", "JSON object"),
+        (b'{"nam": "x"}', "name"),
+        (b'{"name": 5}', "name"),
+        (b'{"name": ""}', "name"),
+        (b'{"name": "' + b"x" * 257 + b'"}', "name"),
+    ],
+)
+def test_bad_input_is_400_and_changes_nothing(http: Any, user_token: dict[str, str], body: bytes, expected: str) -> None:
+    before = http.get("/v1/organizations", token=user_token["token"]).json()
+    r = http.post("/v1/organizations", token=user_token["token"], data=body,
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert expected in r.json()["message"]
+    assert http.get("/v1/organizations", token=user_token["token"]).json() == before
+
+
+@pytest.mark.parametrize("auth", [None, "Bearer sbp_" + "0" * 40, "Bearer nonsense", "Basic abc"])
+def test_unknown_token_is_401(http: Any, auth: str | None) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    r = http.post("/v1/organizations", json={"name": "x"}, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["message"]
+
+
+def test_unknown_route_is_json_404(http: Any) -> None:
+    r = http.get("/v1/nothing-here")
+    assert r.status_code == 404 and "message" in r.json()
