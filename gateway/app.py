@@ -1,8 +1,9 @@
 """The gateway's HTTP application: routing, authentication, validation, error mapping.
 
-Framework-free apart from werkzeug: `Gateway(services).handle(request)` returns a
-Response. `services` is anything with `.orgs`, `.billing` … attributes whose methods are
-the services' RPC methods (nameko proxies in production, in-process objects in tests).
+Framework-free apart from werkzeug: `Gateway(services, sessions, settings).handle(request)`
+returns a Response. `services` has `.orgs`, `.billing` … whose methods are the services'
+RPC methods (nameko proxies in production). Handlers translate only: check input, call one
+service method, shape the output. Membership and roles are checked by the services.
 """
 
 from __future__ import annotations
@@ -14,62 +15,82 @@ from typing import Any, Callable
 
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import schemas
+from services.shared.settings import Settings
+
+from . import schemas as s
 from .errors import HttpError, from_remote
+from .routing import route, url_map
+from .sessions import Session, SessionStore
 
 log = logging.getLogger("gateway")
 
 MAX_BODY = 1024 * 1024
+SESSION_COOKIE = "sp_session"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+def json_response(data: Any, status: int = 200) -> Response:
+    if status == 204:
+        return Response(status=204)
+    return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
-def error_response(status: int, message: str) -> Response:
-    return json_response({"message": message}, status)
+def error_response(status: int, message: str, field_errors: dict[str, list[str]] | None = None) -> Response:
+    body: dict[str, Any] = {"message": message}
+    if field_errors:
+        body["errors"] = field_errors
+    return json_response(body, status)
+
+
+class Caller:
+    """Who is calling: the user, and how they authenticated."""
+
+    def __init__(self, user: dict[str, Any], session: Session | None = None, session_token: str | None = None):
+        self.user = user
+        self.id: str = user["id"]
+        self.session = session
+        self.session_token = session_token
 
 
 class Gateway:
-    def __init__(self, services: Any):
-        self.services = services
-        self.url_map = Map(
-            [
-                Rule("/v1/organizations", methods=["GET"], endpoint="list_organizations"),
-                Rule("/v1/organizations", methods=["POST"], endpoint="create_organization"),
-                Rule("/v1/organizations/<slug>", methods=["GET"], endpoint="get_organization"),
-                Rule("/health", methods=["GET"], endpoint="health"),
-            ],
-            strict_slashes=False,
-        )
+    _map = None
 
-    # -- plumbing ----------------------------------------------------------------------------
+    def __init__(self, services: Any, sessions: SessionStore, settings: Settings):
+        self.services = services
+        self.sessions = sessions
+        self.settings = settings
+        if Gateway._map is None:
+            Gateway._map = url_map()
+
+    # ===== plumbing ============================================================================
     def handle(self, request: Request) -> Response:
         request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
-        adapter = self.url_map.bind_to_environ(request.environ)
+        adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
             endpoint, args = adapter.match()
             handler: Callable[..., Response] = getattr(self, endpoint)
-            response = handler(request, ctx={"correlation_id": request_id, "causation_id": request_id}, **args)
+            ctx = {"correlation_id": request_id, "causation_id": request_id}
+            response = handler(request, ctx, **args)
         except HttpError as e:
-            response = error_response(e.status, e.message)
+            response = error_response(e.status, e.message, e.fields)
         except MethodNotAllowed:
             response = error_response(405, f"method {request.method} not allowed on {request.path}")
         except NotFound:
             response = error_response(404, f"no route for {request.path}")
         except HTTPException as e:
             response = error_response(e.code or 500, e.description or "error")
-        except Exception as e:  # noqa: BLE001 -- RPC errors and faults
-            mapped = from_remote(getattr(e, "exc_type", None), getattr(e, "value", None) or str(e))
+        except Exception as e:  # noqa: BLE001 -- remote service errors and faults
+            message = getattr(e, "value", None) or str(e)
+            mapped = from_remote(getattr(e, "exc_type", None), message)
             if mapped is None:
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 response = error_response(500, "internal error")
             else:
-                response = error_response(mapped.status, mapped.message)
+                response = error_response(mapped.status, mapped.message, mapped.fields)
         response.headers["X-Request-Id"] = request_id
+        response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     def body(self, request: Request, schema: type[Schema]) -> dict[str, Any]:
@@ -83,35 +104,69 @@ class Gateway:
         if not isinstance(data, dict):
             raise HttpError(400, "request body must be a JSON object")
         try:
-            return schema().load(data)
+            return dict(schema().load(data))
         except ValidationError as e:
-            raise HttpError(400, _flatten(e.messages)) from None
+            raise HttpError.invalid(e.messages) from None
 
-    def user(self, request: Request) -> dict[str, Any]:
-        auth = request.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HttpError(401, "missing bearer token (Authorization: Bearer sbp_...)")
-        return self.services.orgs.authenticate_token(token.strip())
+    def caller(self, request: Request, ctx: dict[str, Any]) -> Caller:
+        """Authenticate by bearer token or session cookie; cookie writes need the CSRF header."""
+        auth = request.headers.get("Authorization")
+        if auth is not None:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise HttpError(401, "Authorization must be 'Bearer <access token>'")
+            caller = Caller(self.services.orgs.authenticate_token(token.strip()))
+        else:
+            token = request.cookies.get(SESSION_COOKIE)
+            session = self.sessions.get(token) if token else None
+            if session is None:
+                raise HttpError(401, "sign in, or send a bearer access token (Authorization: Bearer sbp_...)")
+            if request.method in UNSAFE and request.headers.get("X-CSRF-Token") != session.csrf_token:
+                raise HttpError(403, "missing or wrong X-CSRF-Token header for this session")
+            caller = Caller(self.services.orgs.get_user(session.user_id), session, token)
+        ctx["actor"] = caller.id
+        return caller
 
-    # -- routes --------------------------------------------------------------------------------
+    def start_session(self, user: dict[str, Any], status: int) -> Response:
+        token, session = self.sessions.create(user["id"])
+        response = json_response(s.SessionInfo().dump({"user": user, "csrf_token": session.csrf_token}), status)
+        response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
+                            secure=self.settings.cookie_secure,
+                            max_age=self.settings.session_ttl_hours * 3600)
+        return response
+
+    # ===== health ==============================================================================
+    @route("GET", "/health", summary="Gateway liveness", tag="platform", auth=False)
     def health(self, request: Request, ctx: dict[str, Any]) -> Response:
         return json_response({"status": "ok"})
 
-    def list_organizations(self, request: Request, ctx: dict[str, Any]) -> Response:
-        user = self.user(request)
-        orgs = self.services.orgs.list_organizations(user["id"])
-        return json_response(schemas.OrganizationResponseV1(many=True).dump(orgs))
+    @route("GET", "/platform/openapi.json", summary="This API's OpenAPI document", tag="platform", auth=False)
+    def openapi(self, request: Request, ctx: dict[str, Any]) -> Response:
+        from .openapi import document
 
-    def create_organization(self, request: Request, ctx: dict[str, Any]) -> Response:
-        user = self.user(request)
-        data = self.body(request, schemas.CreateOrganizationV1)
-        org = self.services.orgs.create_organization(user["id"], data["name"], {**ctx, "actor": user["id"]})
-        return json_response(schemas.OrganizationResponseV1().dump(org), 201)
+        return json_response(document())
 
-    def get_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
-        user = self.user(request)
-        org = self.services.orgs.get_organization(user["id"], slug)
+    # ===== v1: organizations ===================================================================
+    @route("GET", "/v1/organizations", summary="List all organizations", tag="v1",
+           response=s.OrganizationResponseV1, many=True)
+    def v1_list_organizations(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        orgs = self.services.orgs.list_organizations(me.id)
+        return json_response(s.OrganizationResponseV1(many=True).dump(orgs))
+
+    @route("POST", "/v1/organizations", summary="Create an organization", tag="v1",
+           body=s.CreateOrganizationV1, response=s.OrganizationResponseV1, status=201)
+    def v1_create_organization(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.CreateOrganizationV1)
+        org = self.services.orgs.create_organization(me.id, data["name"], ctx)
+        return json_response(s.OrganizationResponseV1().dump(org), 201)
+
+    @route("GET", "/v1/organizations/<slug>", summary="Gets information about the organization", tag="v1",
+           response=s.V1OrganizationSlugResponse)
+    def v1_get_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        org = self.services.orgs.get_organization(me.id, slug)
         out: dict[str, Any] = {"id": org["slug"], "name": org["name"], "opt_in_tags": [],
                                "allowed_release_channels": ["ga"]}
         try:
@@ -119,13 +174,201 @@ class Gateway:
         except Exception as e:  # noqa: BLE001 -- billing may not have seen the org yet
             if getattr(e, "exc_type", None) != "NotFound":
                 raise
-        return json_response(schemas.V1OrganizationSlugResponse().dump(out))
+        return json_response(s.V1OrganizationSlugResponse().dump(out))
 
+    @route("GET", "/v1/organizations/<slug>/members", summary="List members of an organization", tag="v1",
+           response=s.V1OrganizationMemberResponse, many=True)
+    def v1_list_members(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        members = self.services.orgs.list_members(me.id, slug)
+        out = [{"user_id": m["user_id"], "user_name": m["display_name"] or m["email"], "email": m["email"],
+                "role_name": m["role"], "mfa_enabled": False} for m in members]
+        return json_response(s.V1OrganizationMemberResponse(many=True).dump(out))
 
-def _flatten(messages: Any, prefix: str = "") -> str:
-    if isinstance(messages, dict):
-        parts = [_flatten(v, f"{prefix}{k}.") for k, v in messages.items()]
-        return "; ".join(parts)
-    if isinstance(messages, list):
-        return f"{prefix.rstrip('.')}: " + " ".join(str(m) for m in messages)
-    return f"{prefix.rstrip('.')}: {messages}"
+    # ===== platform: auth ======================================================================
+    @route("POST", "/platform/auth/signup", summary="Sign up with email and password; starts a session",
+           tag="auth", body=s.SignUp, response=s.SessionInfo, status=201, auth=False)
+    def signup(self, request: Request, ctx: dict[str, Any]) -> Response:
+        data = self.body(request, s.SignUp)
+        user = self.services.orgs.register_user(data["email"], data["password"], ctx, data["display_name"])
+        return self.start_session(user, 201)
+
+    @route("POST", "/platform/auth/signin", summary="Sign in; starts a session (cookie)", tag="auth",
+           body=s.SignIn, response=s.SessionInfo, auth=False)
+    def signin(self, request: Request, ctx: dict[str, Any]) -> Response:
+        data = self.body(request, s.SignIn)
+        user = self.services.orgs.authenticate_password(data["email"], data["password"])
+        return self.start_session(user, 200)
+
+    @route("POST", "/platform/auth/signout", summary="Sign out: ends this session", tag="auth", status=204)
+    def signout(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        if me.session_token:
+            self.sessions.delete(me.session_token)
+        response = json_response(None, 204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @route("GET", "/platform/auth/session", summary="Who is signed in, and the session's CSRF token",
+           tag="auth", response=s.SessionInfo)
+    def session(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        info: dict[str, Any] = {"user": me.user}
+        if me.session:
+            info["csrf_token"] = me.session.csrf_token
+        return json_response(s.SessionInfo().dump(info))
+
+    # ===== platform: profile and tokens ========================================================
+    @route("GET", "/platform/profile", summary="Your profile", tag="profile", response=s.User)
+    def get_profile(self, request: Request, ctx: dict[str, Any]) -> Response:
+        return json_response(s.User().dump(self.caller(request, ctx).user))
+
+    @route("PATCH", "/platform/profile", summary="Change display name or email", tag="profile",
+           body=s.ProfileUpdate, response=s.User)
+    def update_profile(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.ProfileUpdate)
+        return json_response(s.User().dump(self.services.orgs.update_profile(me.id, data, ctx)))
+
+    @route("POST", "/platform/profile/password", summary="Change your password", tag="profile",
+           body=s.PasswordChange, status=204)
+    def change_password(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.PasswordChange)
+        self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
+        return json_response(None, 204)
+
+    @route("PUT", "/platform/profile/current-organization", summary="Switch your current organization",
+           tag="profile", body=s.SelectOrganization, response=s.User)
+    def select_organization(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.SelectOrganization)
+        return json_response(s.User().dump(self.services.orgs.select_organization(me.id, data["slug"], ctx)))
+
+    @route("GET", "/platform/profile/tokens", summary="Your personal access tokens", tag="profile",
+           response=s.Token, many=True)
+    def list_tokens(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        return json_response(s.Token(many=True).dump(self.services.orgs.list_tokens(me.id)))
+
+    @route("POST", "/platform/profile/tokens", summary="Create a personal access token (shown once)",
+           tag="profile", body=s.TokenCreate, response=s.TokenCreated, status=201)
+    def create_token(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.TokenCreate)
+        return json_response(s.TokenCreated().dump(self.services.orgs.create_token(me.id, data["name"], ctx)), 201)
+
+    @route("DELETE", "/platform/profile/tokens/<token_id>", summary="Revoke a token (stops working at once)",
+           tag="profile", status=204)
+    def revoke_token(self, request: Request, ctx: dict[str, Any], token_id: str) -> Response:
+        me = self.caller(request, ctx)
+        self.services.orgs.revoke_token(me.id, token_id, ctx)
+        return json_response(None, 204)
+
+    # ===== platform: organizations =============================================================
+    @route("GET", "/platform/organizations/<slug>", summary="An organization with its settings and your role",
+           tag="organizations", response=s.Organization)
+    def get_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        return json_response(s.Organization().dump(self.services.orgs.get_organization(me.id, slug)))
+
+    @route("PATCH", "/platform/organizations/<slug>", summary="Rename or change settings (owner, admin)",
+           tag="organizations", body=s.OrganizationUpdate, response=s.Organization)
+    def update_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.OrganizationUpdate)
+        return json_response(s.Organization().dump(self.services.orgs.update_organization(me.id, slug, data, ctx)))
+
+    @route("DELETE", "/platform/organizations/<slug>", summary="Delete (owner; refused while it has projects)",
+           tag="organizations", status=204)
+    def delete_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        self.services.orgs.delete_organization(me.id, slug, ctx)
+        return json_response(None, 204)
+
+    @route("GET", "/platform/organizations/<slug>/members", summary="Members and roles", tag="organizations",
+           response=s.Member, many=True)
+    def list_members(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        return json_response(s.Member(many=True).dump(self.services.orgs.list_members(me.id, slug)))
+
+    @route("PATCH", "/platform/organizations/<slug>/members/<member_id>", summary="Change a member's role",
+           tag="organizations", body=s.RoleChange)
+    def change_member_role(self, request: Request, ctx: dict[str, Any], slug: str, member_id: str) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.RoleChange)
+        return json_response(self.services.orgs.change_member_role(me.id, slug, member_id, data["role"], ctx))
+
+    @route("DELETE", "/platform/organizations/<slug>/members/<member_id>", summary="Remove a member",
+           tag="organizations", status=204)
+    def remove_member(self, request: Request, ctx: dict[str, Any], slug: str, member_id: str) -> Response:
+        me = self.caller(request, ctx)
+        self.services.orgs.remove_member(me.id, slug, member_id, ctx)
+        return json_response(None, 204)
+
+    @route("POST", "/platform/organizations/<slug>/leave", summary="Leave the organization", tag="organizations",
+           status=204)
+    def leave_organization(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        self.services.orgs.leave_organization(me.id, slug, ctx)
+        return json_response(None, 204)
+
+    @route("POST", "/platform/organizations/<slug>/transfer-ownership",
+           summary="Make a member owner; you become admin", tag="organizations", body=s.TransferOwnership,
+           status=204)
+    def transfer_ownership(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.TransferOwnership)
+        self.services.orgs.transfer_ownership(me.id, slug, data["user_id"], ctx)
+        return json_response(None, 204)
+
+    @route("GET", "/platform/organizations/<slug>/invitations", summary="Invitations", tag="organizations",
+           response=s.Invitation, many=True)
+    def list_invitations(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        return json_response(s.Invitation(many=True).dump(self.services.orgs.list_invitations(me.id, slug)))
+
+    @route("POST", "/platform/organizations/<slug>/invitations", summary="Invite someone by email",
+           tag="organizations", body=s.InvitationCreate, response=s.Invitation, status=201)
+    def invite_member(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.InvitationCreate)
+        inv = self.services.orgs.invite_member(me.id, slug, data["email"], data["role"], ctx)
+        return json_response(s.Invitation().dump(inv), 201)
+
+    @route("POST", "/platform/organizations/<slug>/invitations/<invitation_id>/resend",
+           summary="Resend (new link, new 24 h; the old link stops working)", tag="organizations",
+           response=s.Invitation)
+    def resend_invitation(self, request: Request, ctx: dict[str, Any], slug: str, invitation_id: str) -> Response:
+        me = self.caller(request, ctx)
+        inv = self.services.orgs.resend_invitation(me.id, slug, invitation_id, ctx)
+        return json_response(s.Invitation().dump(inv))
+
+    @route("DELETE", "/platform/organizations/<slug>/invitations/<invitation_id>", summary="Revoke an invitation",
+           tag="organizations", status=204)
+    def revoke_invitation(self, request: Request, ctx: dict[str, Any], slug: str, invitation_id: str) -> Response:
+        me = self.caller(request, ctx)
+        self.services.orgs.revoke_invitation(me.id, slug, invitation_id, ctx)
+        return json_response(None, 204)
+
+    @route("GET", "/platform/invitations/<token>", summary="What an invitation is for (before accepting)",
+           tag="organizations", response=s.InvitationPreview, auth=False)
+    def get_invitation(self, request: Request, ctx: dict[str, Any], token: str) -> Response:
+        return json_response(s.InvitationPreview().dump(self.services.orgs.get_invitation(token)))
+
+    @route("POST", "/platform/invitations/accept", summary="Accept an invitation (email must match yours)",
+           tag="organizations", body=s.InvitationAccept, response=s.Organization)
+    def accept_invitation(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.InvitationAccept)
+        return json_response(s.Organization().dump(self.services.orgs.accept_invitation(me.id, data["token"], ctx)))
+
+    @route("GET", "/platform/organizations/<slug>/audit", summary="Who did what when (owner, admin)",
+           tag="organizations", response=s.AuditEntry, many=True, query={"limit": "at most this many entries (1-1000)"})
+    def audit_log(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
+        me = self.caller(request, ctx)
+        raw = request.args.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise HttpError.invalid({"limit": ["must be an integer from 1 to 1000"]})
+        entries = self.services.orgs.audit_log(me.id, slug, int(raw))
+        return json_response(s.AuditEntry(many=True).dump(entries))

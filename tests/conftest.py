@@ -17,6 +17,7 @@ from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
 from services.shared.settings import Settings, load_settings
+from tests.spec import check_v1_response
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -34,8 +35,12 @@ def make_test_settings(tag: str) -> Settings:
         db_name=f"sp_test_{suffix}",
         amqp_vhost=f"sp_test_{suffix}",
         gateway_port=free_port(),
+        state_dir=str(ARTIFACTS / "state" / suffix),
         consumer_retry_base_ms=50,
         consumer_max_attempts=3,
+        # Real argon2id, with cheaper parameters: the suite creates hundreds of users.
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8192,
     )
 
 
@@ -89,7 +94,10 @@ def http(gateway_url: str) -> Any:
             headers = kw.pop("headers", {})
             if token:
                 headers["Authorization"] = f"Bearer {token}"
-            return requests.request(method, gateway_url + path, headers=headers, timeout=20, **kw)
+            response = requests.request(method, gateway_url + path, headers=headers, timeout=20, **kw)
+            if path.startswith("/v1/"):
+                check_v1_response(response)  # every v1 answer the suite sees must match the spec
+            return response
 
         def get(self, path: str, **kw: Any) -> requests.Response:
             return self.request("GET", path, **kw)

@@ -1,6 +1,8 @@
 """orgs application: one method per command, one save each; returns plain data.
 
-Imports the domain, eventsourcing and shared errors; no framework.
+Imports the domain, the permission matrix, eventsourcing and shared errors/ports; no
+framework. Ports (mailer, token usage, projects, clock) are attributes set by
+`services.orgs.bootstrap`, so tests can swap them for fakes.
 """
 
 from __future__ import annotations
@@ -11,34 +13,57 @@ import re
 import secrets
 import string
 import uuid
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from services.shared.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from services.shared.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unauthorized
+from services.shared.mail import Mail, Mailer
 
-from .domain import AccessToken, Organization, User
+from . import permissions
+from .domain import AccessToken, EmailAddress, InvitationPointer, Organization, RuleViolation, User
 
 TOKEN_RE = re.compile(r"^sbp_[0-9a-f]{40}$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+INVITE_RE = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{20,})$")
+REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d$")
+MAX_NAME = 256
 
 
-def hash_password(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt$16384$8$1${salt.hex()}${digest.hex()}"
+class TokenUsage(Protocol):
+    def touch(self, token_id: str) -> None: ...
+    def last_used(self, token_ids: list[str]) -> dict[str, datetime]: ...
 
 
-def verify_password(password: str, stored: str) -> bool:
-    _, n, r, p, salt, digest = stored.split("$")
-    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
-    return hmac.compare_digest(got.hex(), digest)
+class ProjectsPort(Protocol):
+    def count_projects(self, org_slug: str) -> int: ...
 
 
-def token_hash(token: str) -> str:
-    # Tokens carry 160 random bits, so a fast hash is enough to make the stored form useless.
-    return hashlib.sha256(token.encode()).hexdigest()
+class MemoryTokenUsage:
+    def __init__(self) -> None:
+        self.seen: dict[str, datetime] = {}
+
+    def touch(self, token_id: str) -> None:
+        self.seen[token_id] = datetime.now(timezone.utc)
+
+    def last_used(self, token_ids: list[str]) -> dict[str, datetime]:
+        return {t: self.seen[t] for t in token_ids if t in self.seen}
+
+
+def verify_password(hasher: PasswordHasher, password: str, stored: str) -> bool:
+    try:
+        return hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def secret_hash(secret: str) -> str:
+    # Tokens carry >= 160 random bits, so a fast hash is enough to make the stored form useless.
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def slugify(name: str) -> str:
@@ -51,106 +76,515 @@ def meta_of(ctx: dict[str, Any] | None) -> dict[str, Any]:
     return {k: ctx.get(k) for k in ("actor", "correlation_id", "causation_id")}
 
 
+def normalise_email(email: Any) -> str:
+    if not isinstance(email, str):
+        raise InvalidInput("email: must be a string")
+    email = email.strip().lower()
+    if len(email) > 254 or not EMAIL_RE.match(email):
+        raise InvalidInput("email: not a valid email address")
+    return email
+
+
+def check_password(password: Any, field: str = "password") -> str:
+    if not isinstance(password, str) or len(password) < 8:
+        raise InvalidInput(f"{field}: must be at least 8 characters")
+    if len(password) > 256:
+        raise InvalidInput(f"{field}: at most 256 characters")
+    return password
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput(f"{field}: must not be empty")
+    name = name.strip()
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"{field}: at most {MAX_NAME} characters")
+    return name
+
+
 class OrgsApplication(Application):
     name = "orgs"
 
-    # -- users and tokens ------------------------------------------------------------------
-    def register_user(self, email: str, password: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-        email = (email or "").strip().lower()
-        if not EMAIL_RE.match(email) or len(email) > 254:
-            raise InvalidInput("email: not a valid email address")
-        if len(password or "") < 8:
-            raise InvalidInput("password: must be at least 8 characters")
-        user = User(email=email, password_hash=hash_password(password), meta=meta_of(ctx))
-        try:
-            self.save(user)
-        except IntegrityError:
-            raise Conflict(f"a user with email {email} already exists") from None
+    mailer: Mailer
+    hasher: PasswordHasher = PasswordHasher()
+    token_usage: TokenUsage = MemoryTokenUsage()
+    public_url: str = "http://127.0.0.1:8080"
+    invitation_ttl: timedelta = timedelta(hours=24)
+    clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(timezone.utc))
+
+    # ===== users ===============================================================================
+    def register_user(self, email: str, password: str, ctx: dict[str, Any] | None = None,
+                      display_name: str = "") -> dict[str, Any]:
+        email = normalise_email(email)
+        check_password(password)
+        if not isinstance(display_name, str) or len(display_name) > MAX_NAME:
+            raise InvalidInput(f"display_name: at most {MAX_NAME} characters")
+        meta = meta_of(ctx)
+        user = User(email=email, password_hash=self.hasher.hash(password), display_name=display_name.strip(), meta=meta)
+        claim = self._claim_email(email, str(user.id), meta)
+        self._save_unique(f"a user with email {email} already exists", user, claim)
         return self._user_view(user)
 
+    def authenticate_password(self, email: str, password: str) -> dict[str, Any]:
+        failure = Unauthorized("wrong email or password")
+        try:
+            email = normalise_email(email)
+        except InvalidInput:
+            raise failure from None
+        user = self._user_by_email(email, missing=failure)
+        if user.disabled or not isinstance(password, str) or not verify_password(self.hasher, password, user.password_hash):
+            raise failure
+        return self._user_view(user)
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        return self._user_view(self._user(user_id))
+
+    def update_profile(self, user_id: str, changes: dict[str, Any], ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        user = self._user(user_id)
+        meta = meta_of(ctx)
+        pending: list[Any] = [user]
+        if "display_name" in changes:
+            dn = changes["display_name"]
+            if not isinstance(dn, str) or len(dn) > MAX_NAME:
+                raise InvalidInput(f"display_name: at most {MAX_NAME} characters")
+            if dn.strip() != user.display_name:
+                user.update_profile(display_name=dn.strip(), meta=meta)
+        if "email" in changes:
+            new = normalise_email(changes["email"])
+            if new != user.email:
+                old_claim = self.repository.get(EmailAddress.create_id(user.email))
+                old_claim.release(meta=meta)
+                pending += [old_claim, self._claim_email(new, str(user.id), meta)]
+                user.change_email(email=new, meta=meta)
+        self._save_unique("that email address is already in use", *pending)
+        return self._user_view(user)
+
+    def change_password(self, user_id: str, current_password: str, new_password: str,
+                        ctx: dict[str, Any] | None = None) -> None:
+        user = self._user(user_id)
+        if not isinstance(current_password, str) or not verify_password(self.hasher, current_password, user.password_hash):
+            raise InvalidInput("current_password: does not match")
+        check_password(new_password, "new_password")
+        user.change_password(password_hash=self.hasher.hash(new_password), meta=meta_of(ctx))
+        self.save(user)
+
+    def select_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        user = self._user(user_id)
+        org = self._org(slug)
+        if org.role_of(user_id) is None:
+            raise NotFound(f"organization {slug} not found")
+        user.select_organization(org_slug=slug, meta=meta_of(ctx))
+        self.save(user)
+        return self._user_view(user)
+
+    # ===== access tokens =======================================================================
     def issue_token(self, email: str, name: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-        user = self._user_by_email(email)
+        """Operator path (platformctl): a token for the user with this email."""
+        user = self._user_by_email(normalise_email(email), missing=NotFound(f"no user with email {email}"))
+        return self.create_token(str(user.id), name or "token", ctx)
+
+    def create_token(self, user_id: str, name: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        name = check_name(name)
+        user = self._user(user_id)
+        meta = meta_of(ctx)
         token = "sbp_" + secrets.token_hex(20)
-        h = token_hash(token)
-        at = AccessToken(token_hash=h, user_id=str(user.id), name=name or "token", prefix=token[:8], meta=meta_of(ctx))
-        self.save(at)
-        return {"token": token, "id": str(at.id), "name": at.name, "prefix": at.prefix,
-                "created_at": at.created_on.isoformat()}
+        at = AccessToken(token_hash=secret_hash(token), user_id=str(user.id), name=name, prefix=token[:8], meta=meta)
+        user.add_token(token_id=str(at.id), meta=meta)
+        self.save(at, user)
+        return {**self._token_view(at, None), "token": token}
+
+    def list_tokens(self, user_id: str) -> list[dict[str, Any]]:
+        user = self._user(user_id)
+        used = self.token_usage.last_used(list(user.token_ids))
+        return [self._token_view(self.repository.get(uuid.UUID(t)), used.get(t)) for t in user.token_ids]
+
+    def revoke_token(self, user_id: str, token_id: str, ctx: dict[str, Any] | None = None) -> None:
+        user = self._user(user_id)
+        if token_id not in user.token_ids:
+            raise NotFound("token not found")
+        at: AccessToken = self.repository.get(uuid.UUID(token_id))
+        meta = meta_of(ctx)
+        at.revoke(meta=meta)
+        user.remove_token(token_id=token_id, meta=meta)
+        self.save(at, user)
 
     def authenticate_token(self, token: str) -> dict[str, Any]:
         if not isinstance(token, str) or not TOKEN_RE.match(token):
             raise Unauthorized("invalid access token")
         try:
-            at: AccessToken = self.repository.get(AccessToken.create_id(token_hash(token)))
+            at: AccessToken = self.repository.get(AccessToken.create_id(secret_hash(token)))
         except AggregateNotFoundError:
             raise Unauthorized("invalid access token") from None
         if at.revoked:
             raise Unauthorized("access token revoked")
-        return self._user_view(self._user(at.user_id))
+        user = self._user(at.user_id)
+        if user.disabled:
+            raise Unauthorized("account disabled")
+        self.token_usage.touch(str(at.id))
+        return self._user_view(user)
 
-    # -- organizations ---------------------------------------------------------------------
+    # ===== organizations =======================================================================
     def create_organization(self, user_id: str, name: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-        name = (name or "").strip()
-        if not name:
-            raise InvalidInput("name: must not be empty")
-        if len(name) > 256:
-            raise InvalidInput("name: at most 256 characters")
-        user = self._user(user_id)
+        name = check_name(name)
         base = slugify(name)
         meta = meta_of(ctx)
         for attempt in range(8):
+            user = self._user(user_id)
             slug = base if attempt == 0 else f"{base}-{_random_suffix()}"
             org = Organization(slug=slug, name=name, owner_user_id=str(user.id), meta=meta)
             user.join(org_slug=slug, role="owner", meta=meta)
             try:
                 self.save(org, user)
-                return self._org_view(org)
+                return self._org_view(org, str(user.id))
             except IntegrityError:
-                user = self._user(user_id)  # drop the unsaved join, try another slug
+                continue  # slug taken (or user changed concurrently): reload, try another
         raise Conflict("could not find a free slug for that name; choose another name")
 
     def get_organization(self, user_id: str, slug: str) -> dict[str, Any]:
-        org = self._org(slug)
-        if org.role_of(user_id) is None:
-            # Same answer as "does not exist": non-members learn nothing.
-            raise NotFound(f"organization {slug} not found")
-        return self._org_view(org)
+        return self._org_view(self._authorized(user_id, slug, "org.read"), user_id)
 
     def list_organizations(self, user_id: str) -> list[dict[str, Any]]:
         user = self._user(user_id)
-        return [self._org_view(self._org(s)) for s in user.organizations]
+        return [self._org_view(self._org(s), user_id) for s in user.organizations]
 
-    # -- helpers ---------------------------------------------------------------------------
+    def update_organization(self, user_id: str, slug: str, changes: dict[str, Any],
+                            ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        org = self._authorized(user_id, slug, "org.update")
+        meta = meta_of(ctx)
+        unknown = set(changes) - {"name", "billing_email", "default_region"}
+        if unknown:
+            raise InvalidInput(f"{sorted(unknown)[0]}: unknown field")
+        settings: dict[str, Any] = {}
+        if "billing_email" in changes:
+            settings["billing_email"] = None if changes["billing_email"] in (None, "") else normalise_email(changes["billing_email"])
+        if "default_region" in changes:
+            region = changes["default_region"]
+            if region is not None and (not isinstance(region, str) or not REGION_RE.match(region)):
+                raise InvalidInput("default_region: must be a region code like us-east-1")
+            settings["default_region"] = region
+        if "name" in changes:
+            name = check_name(changes["name"])
+            if name != org.name:
+                org.rename(name=name, meta=meta)
+        settings = {k: v for k, v in settings.items() if getattr(org, k) != v}
+        if settings:
+            org.change_settings(changes=settings, meta=meta)
+        self.save(org)
+        return self._org_view(org, user_id)
+
+    def delete_organization(self, user_id: str, slug: str, projects: ProjectsPort,
+                            ctx: dict[str, Any] | None = None) -> None:
+        org = self._authorized(user_id, slug, "org.delete")
+        count = projects.count_projects(slug)
+        if count:
+            raise Conflict(f"organization {slug} still has {count} project(s); delete them first")
+        meta = meta_of(ctx)
+        users = [self._user(u) for u in org.members]
+        org.delete(meta=meta)
+        for u in users:
+            u.left(org_slug=slug, meta=meta)
+        self.save(org, *users)
+
+    # ===== members =============================================================================
+    def list_members(self, user_id: str, slug: str) -> list[dict[str, Any]]:
+        org = self._authorized(user_id, slug, "members.read")
+        out = []
+        for member_id, role in org.members.items():
+            u = self._user(member_id)
+            out.append({"user_id": member_id, "email": u.email, "display_name": u.display_name, "role": role})
+        return out
+
+    def change_member_role(self, user_id: str, slug: str, member_id: str, role: str,
+                           ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        org = self._authorized(user_id, slug, "members.change_role")
+        target = org.members.get(member_id)
+        if target is None:
+            raise NotFound("member not found")
+        if "owner" in (target, role):
+            self._check(org, user_id, "members.manage_owners")
+        with _rules():
+            org.change_role(user_id=member_id, role=role, meta=meta_of(ctx))
+        self.save(org)
+        return {"user_id": member_id, "role": role}
+
+    def remove_member(self, user_id: str, slug: str, member_id: str, ctx: dict[str, Any] | None = None) -> None:
+        if member_id == user_id:
+            return self.leave_organization(user_id, slug, ctx)
+        org = self._authorized(user_id, slug, "members.remove")
+        target = org.members.get(member_id)
+        if target is None:
+            raise NotFound("member not found")
+        if target == "owner":
+            self._check(org, user_id, "members.manage_owners")
+        meta = meta_of(ctx)
+        with _rules():
+            org.remove_member(user_id=member_id, reason="removed", meta=meta)
+        member = self._user(member_id)
+        member.left(org_slug=slug, meta=meta)
+        self.save(org, member)
+
+    def leave_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> None:
+        org = self._authorized(user_id, slug, "org.leave")
+        meta = meta_of(ctx)
+        with _rules():
+            org.remove_member(user_id=user_id, reason="left", meta=meta)
+        user = self._user(user_id)
+        user.left(org_slug=slug, meta=meta)
+        self.save(org, user)
+
+    def transfer_ownership(self, user_id: str, slug: str, to_user_id: str, ctx: dict[str, Any] | None = None) -> None:
+        org = self._authorized(user_id, slug, "org.transfer_ownership")
+        if to_user_id not in org.members:
+            raise NotFound("member not found")
+        with _rules():
+            org.transfer_ownership(from_user=user_id, to_user=to_user_id, meta=meta_of(ctx))
+        self.save(org)
+
+    # ===== invitations =========================================================================
+    def invite_member(self, user_id: str, slug: str, email: str, role: str,
+                      ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        org = self._authorized(user_id, slug, "members.invite")
+        email = normalise_email(email)
+        if role not in permissions.ROLES:
+            raise InvalidInput(f"role: must be one of {', '.join(permissions.ROLES)}")
+        if role == "owner":
+            self._check(org, user_id, "members.manage_owners")
+        meta = meta_of(ctx)
+        member_emails = {self._user(m).email for m in org.members}
+        pointer = InvitationPointer(org_slug=slug, meta=meta)
+        inv_id = pointer.id.hex
+        secret = secrets.token_urlsafe(32)
+        expires = self.clock() + self.invitation_ttl
+        with _rules(Conflict):
+            org.invite(invitation_id=inv_id, email=email, role=role, secret_hash=secret_hash(secret),
+                       expires_at=expires, member_emails=member_emails, meta=meta)
+        self.save(org, pointer)
+        self._send_invitation(org, inv_id, email, role, f"{inv_id}.{secret}", user_id)
+        return self._invitation_view(org, inv_id)
+
+    def list_invitations(self, user_id: str, slug: str) -> list[dict[str, Any]]:
+        org = self._authorized(user_id, slug, "invitations.read")
+        return [self._invitation_view(org, i) for i in org.invitations]
+
+    def resend_invitation(self, user_id: str, slug: str, invitation_id: str,
+                          ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        org = self._authorized(user_id, slug, "invitations.manage")
+        inv = self._invitation_of(org, invitation_id)
+        secret = secrets.token_urlsafe(32)
+        with _rules(Conflict):
+            org.resend_invitation(invitation_id=invitation_id, secret_hash=secret_hash(secret),
+                                  expires_at=self.clock() + self.invitation_ttl, meta=meta_of(ctx))
+        self.save(org)
+        self._send_invitation(org, invitation_id, inv["email"], inv["role"], f"{invitation_id}.{secret}", user_id)
+        return self._invitation_view(org, invitation_id)
+
+    def revoke_invitation(self, user_id: str, slug: str, invitation_id: str, ctx: dict[str, Any] | None = None) -> None:
+        org = self._authorized(user_id, slug, "invitations.manage")
+        self._invitation_of(org, invitation_id)
+        with _rules(Conflict):
+            org.revoke_invitation(invitation_id=invitation_id, meta=meta_of(ctx))
+        self.save(org)
+
+    def get_invitation(self, token: str) -> dict[str, Any]:
+        """What an invitee sees before accepting: organization, role, status."""
+        org, inv_id = self._invitation_by_token(token)
+        inv = org.invitations[inv_id]
+        return {"organization": {"slug": org.slug, "name": org.name}, "email": inv["email"], "role": inv["role"],
+                "status": self._status(inv), "expires_at": inv["expires_at"].isoformat()}
+
+    def accept_invitation(self, user_id: str, token: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        org, inv_id = self._invitation_by_token(token)
+        inv = org.invitations[inv_id]
+        status = self._status(inv)
+        if status == "accepted":
+            raise Gone("this invitation has already been used")
+        if status == "revoked":
+            raise Gone("this invitation was revoked")
+        if status == "expired":
+            raise Gone("this invitation has expired; ask for a new one")
+        user = self._user(user_id)
+        if user.email != inv["email"]:
+            raise Forbidden("this invitation was sent to a different email address")
+        meta = meta_of(ctx)
+        with _rules(Conflict):
+            org.accept_invitation(invitation_id=inv_id, user_id=user_id, meta=meta)
+        user.join(org_slug=org.slug, role=inv["role"], meta=meta)
+        self.save(org, user)
+        return self._org_view(org, user_id)
+
+    # ===== audit ===============================================================================
+    def audit_log(self, user_id: str, slug: str, limit: int = 100) -> list[dict[str, Any]]:
+        org = self._authorized(user_id, slug, "audit.read")
+        emails: dict[str, str | None] = {}
+        entries = []
+        for e in self.repository.event_store.get(org.id):
+            actor = (getattr(e, "meta", None) or {}).get("actor")
+            if actor and actor not in emails:
+                try:
+                    emails[actor] = self._user(actor).email
+                except NotFound:
+                    emails[actor] = None
+            details = {k: _plain(v) for k, v in e.__dict__.items()
+                       if k not in ("originator_id", "originator_version", "timestamp", "meta", "secret_hash",
+                                    "originator_topic", "member_emails")}
+            entries.append({
+                "at": e.timestamp.isoformat(), "action": _snake(type(e).__name__), "version": e.originator_version,
+                "actor_id": actor, "actor_email": emails.get(actor) if actor else None, "details": details,
+            })
+        entries.reverse()
+        return entries[: max(1, min(int(limit), 1000))]
+
+    # ===== helpers =============================================================================
+    def _authorized(self, user_id: str, slug: str, action: str) -> Organization:
+        """The one place org permissions are enforced: non-members get 404, others 403."""
+        org = self._org(slug)
+        if org.role_of(user_id) is None:
+            raise NotFound(f"organization {slug} not found")
+        self._check(org, user_id, action)
+        return org
+
+    @staticmethod
+    def _check(org: Organization, user_id: str, action: str) -> None:
+        try:
+            permissions.authorize(org.role_of(user_id) or "", action)
+        except permissions.NotAllowed as e:
+            raise Forbidden(str(e)) from None
+
+    def _invitation_by_token(self, token: str) -> tuple[Organization, str]:
+        m = INVITE_RE.match(token) if isinstance(token, str) else None
+        if not m:
+            raise InvalidInput("token: not a valid invitation token")
+        inv_id, secret = m.groups()
+        try:
+            pointer: InvitationPointer = self.repository.get(uuid.UUID(inv_id))
+            org = self._org(pointer.org_slug)
+        except (AggregateNotFoundError, NotFound):
+            raise NotFound("invitation not found") from None
+        inv = org.invitations.get(inv_id)
+        if inv is None or not hmac.compare_digest(inv["secret_hash"], secret_hash(secret)):
+            # A resent invitation invalidates the old link: same answer as a made-up one.
+            raise NotFound("invitation not found (it may have been resent with a new link)")
+        if org.deleted:
+            raise Gone("the organization no longer exists")
+        return org, inv_id
+
+    @staticmethod
+    def _invitation_of(org: Organization, invitation_id: str) -> dict[str, Any]:
+        inv = org.invitations.get(invitation_id)
+        if inv is None:
+            raise NotFound("invitation not found")
+        return inv
+
+    def _status(self, inv: dict[str, Any]) -> str:
+        if inv["status"] == "pending" and inv["expires_at"] <= self.clock():
+            return "expired"
+        return str(inv["status"])
+
+    def _invitation_view(self, org: Organization, inv_id: str) -> dict[str, Any]:
+        inv = org.invitations[inv_id]
+        return {"id": inv_id, "email": inv["email"], "role": inv["role"], "status": self._status(inv),
+                "expires_at": inv["expires_at"].isoformat()}
+
+    def _send_invitation(self, org: Organization, inv_id: str, email: str, role: str, token: str, inviter_id: str) -> None:
+        inviter = self._user(inviter_id)
+        link = f"{self.public_url.rstrip('/')}/invitations/accept?token={token}"
+        body = (
+            f"{inviter.display_name or inviter.email} invited you to join the organization "
+            f"\"{org.name}\" as {role}.\n\nAccept the invitation (valid for "
+            f"{int(self.invitation_ttl.total_seconds() // 3600)} hours):\n{link}\n\n"
+            f"Sign in or sign up with {email} to accept. If you did not expect this, ignore this email.\n"
+        )
+        self.mailer.send(Mail(to=email, subject=f"You're invited to join {org.name}", body=body))
+
+    def _claim_email(self, email: str, user_id: str, meta: dict[str, Any]) -> EmailAddress:
+        try:
+            claim: EmailAddress = self.repository.get(EmailAddress.create_id(email))
+        except AggregateNotFoundError:
+            return EmailAddress(email=email, user_id=user_id, meta=meta)
+        with _rules(Conflict):
+            claim.claim(user_id=user_id, meta=meta)
+        return claim
+
+    def _save_unique(self, message: str, *aggregates: Any) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise Conflict(message) from None
+
     def _user(self, user_id: str) -> User:
         try:
-            return self.repository.get(_uuid(user_id))
+            user = self.repository.get(uuid.UUID(str(user_id)))
         except (AggregateNotFoundError, ValueError):
             raise NotFound("user not found") from None
+        if not isinstance(user, User):
+            raise NotFound("user not found")
+        return user
 
-    def _user_by_email(self, email: str) -> User:
+    def _user_by_email(self, email: str, missing: Exception) -> User:
         try:
-            return self.repository.get(User.create_id(email=(email or "").strip()))
+            claim: EmailAddress = self.repository.get(EmailAddress.create_id(email))
         except AggregateNotFoundError:
-            raise NotFound(f"no user with email {email}") from None
+            raise missing from None
+        if claim.user_id is None:
+            raise missing
+        return self._user(claim.user_id)
 
     def _org(self, slug: str) -> Organization:
+        if not isinstance(slug, str) or not re.match(r"^[\w-]{1,64}$", slug):
+            raise NotFound("organization not found")
         try:
-            return self.repository.get(Organization.create_id(slug=slug))
+            org: Organization = self.repository.get(Organization.create_id(slug=slug))
         except AggregateNotFoundError:
             raise NotFound(f"organization {slug} not found") from None
+        if org.deleted:
+            raise NotFound(f"organization {slug} not found")
+        return org
 
     @staticmethod
     def _user_view(user: User) -> dict[str, Any]:
-        return {"id": str(user.id), "email": user.email}
+        return {"id": str(user.id), "email": user.email, "display_name": user.display_name,
+                "current_organization": user.current_org, "organizations": list(user.organizations),
+                "is_admin": user.is_admin}
 
     @staticmethod
-    def _org_view(org: Organization) -> dict[str, Any]:
-        return {"id": org.slug, "slug": org.slug, "name": org.name,
-                "created_at": org.created_on.isoformat()}
+    def _token_view(at: AccessToken, last_used: datetime | None) -> dict[str, Any]:
+        return {"id": str(at.id), "name": at.name, "prefix": at.prefix, "created_at": at.created_on.isoformat(),
+                "last_used_at": last_used.isoformat() if last_used else None}
+
+    @staticmethod
+    def _org_view(org: Organization, user_id: str | None = None) -> dict[str, Any]:
+        return {"id": org.slug, "slug": org.slug, "name": org.name, "billing_email": org.billing_email,
+                "default_region": org.default_region, "created_at": org.created_on.isoformat(),
+                "role": org.role_of(user_id) if user_id else None}
 
 
-def _uuid(value: str) -> uuid.UUID:
-    return uuid.UUID(str(value))
+class _rules:
+    """Turn a domain RuleViolation into a user-facing error (Conflict by default)."""
+
+    def __init__(self, error: type[Exception] = Conflict):
+        self.error = error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        if isinstance(ev, RuleViolation):
+            raise self.error(str(ev)) from None
+        return False
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items() if k != "secret_hash"}
+    return v
 
 
 def _random_suffix() -> str:

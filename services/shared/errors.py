@@ -1,29 +1,25 @@
 """Errors a service raises across RPC. The gateway maps them to HTTP by class name, in one
 table (gateway/errors.py). Imports nothing."""
 
-
 class PlatformError(Exception):
     """Base: the message is safe to show to the caller."""
-
 
 class InvalidInput(PlatformError):
     pass
 
-
 class Unauthorized(PlatformError):
     pass
-
 
 class Forbidden(PlatformError):
     pass
 
-
 class NotFound(PlatformError):
     pass
-
 
 class Conflict(PlatformError):
     pass
 
+class Gone(PlatformError):
+    """The thing existed but can no longer be used (expired, revoked, already used)."""
 
-EXPECTED = (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict)
+EXPECTED = (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, Gone)

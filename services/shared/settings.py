@@ -7,7 +7,7 @@ call `load_settings()` from a process's wiring.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from urllib.parse import quote
 
 SERVICES: tuple[str, ...] = (
@@ -23,23 +23,37 @@ SERVICES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    db_host: str = "127.0.0.1"
-    db_port: int = 5432
-    db_user: str = "postgres"
-    db_password: str = ""
-    db_name: str = "supaplatform"
-    amqp_host: str = "127.0.0.1"
-    amqp_port: int = 5672
-    amqp_user: str = "guest"
-    amqp_password: str = "guest"
-    amqp_vhost: str = "/"
-    rabbitmq_management_url: str = "http://127.0.0.1:15672"
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    consumer_max_attempts: int = 5
-    consumer_retry_base_ms: int = 200
-    state_dir: str = "var"
-    extra: dict[str, str] = field(default_factory=dict)
+    """Every setting is read from the environment variable PLATFORM_<NAME IN CAPITALS>."""
+
+    db_host: str = field(default="127.0.0.1", metadata={"doc": "PostgreSQL host (platform database and tenants)"})
+    db_port: int = field(default=5432, metadata={"doc": "PostgreSQL port"})
+    db_user: str = field(default="postgres", metadata={"doc": "PostgreSQL user"})
+    db_password: str = field(default="", metadata={"doc": "PostgreSQL password (empty: trust auth)", "secret": True})
+    db_name: str = field(default="supaplatform", metadata={"doc": "Platform database; each service owns one schema in it"})
+    amqp_host: str = field(default="127.0.0.1", metadata={"doc": "RabbitMQ host"})
+    amqp_port: int = field(default=5672, metadata={"doc": "RabbitMQ AMQP port"})
+    amqp_user: str = field(default="guest", metadata={"doc": "RabbitMQ user"})
+    amqp_password: str = field(default="guest", metadata={"doc": "RabbitMQ password", "secret": True})
+    amqp_vhost: str = field(default="/", metadata={"doc": "RabbitMQ virtual host"})
+    rabbitmq_management_url: str = field(default="http://127.0.0.1:15672", metadata={"doc": "RabbitMQ management API (status, replay, tests)"})
+    gateway_host: str = field(default="127.0.0.1", metadata={"doc": "Address the gateway listens on"})
+    gateway_port: int = field(default=8080, metadata={"doc": "Port the gateway listens on"})
+    public_url: str = field(default="http://127.0.0.1:8080", metadata={"doc": "Base URL users reach the gateway at (links in emails)"})
+    cookie_secure: bool = field(default=False, metadata={"doc": "Mark session cookies Secure (set true behind HTTPS)"})
+    session_ttl_hours: int = field(default=24 * 7, metadata={"doc": "Web session lifetime"})
+    invitation_ttl_hours: int = field(default=24, metadata={"doc": "How long an invitation link stays valid"})
+    mail_backend: str = field(default="outbox", metadata={"doc": "outbox (write mail to <state_dir>/mail) or smtp"})
+    mail_from: str = field(default="Supaplatform <no-reply@localhost>", metadata={"doc": "From address of platform mail"})
+    smtp_host: str = field(default="127.0.0.1", metadata={"doc": "SMTP server (mail_backend=smtp)"})
+    smtp_port: int = field(default=25, metadata={"doc": "SMTP port"})
+    smtp_user: str = field(default="", metadata={"doc": "SMTP user (empty: no login)"})
+    smtp_password: str = field(default="", metadata={"doc": "SMTP password", "secret": True})
+    smtp_starttls: bool = field(default=False, metadata={"doc": "Use STARTTLS with the SMTP server"})
+    password_hash_time_cost: int = field(default=3, metadata={"doc": "argon2id iterations for password hashes"})
+    password_hash_memory_kib: int = field(default=65536, metadata={"doc": "argon2id memory per password hash (KiB)"})
+    consumer_max_attempts: int = field(default=5, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
+    consumer_retry_base_ms: int = field(default=200, metadata={"doc": "First retry delay; doubles per attempt"})
+    state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     @property
     def db_conninfo(self) -> str:
@@ -77,46 +91,36 @@ class Settings:
         return replace(self, **kw)  # type: ignore[arg-type]
 
 
+def env_name(name: str) -> str:
+    return "PLATFORM_" + name.upper()
+
+
+def _coerce(kind: object, raw: str) -> object:
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (bool, "bool"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read every setting from PLATFORM_* variables; unset ones keep their defaults."""
     env = os.environ if environ is None else environ
-    d = Settings()
-    return Settings(
-        db_host=env.get("PLATFORM_DB_HOST", d.db_host),
-        db_port=int(env.get("PLATFORM_DB_PORT", d.db_port)),
-        db_user=env.get("PLATFORM_DB_USER", d.db_user),
-        db_password=env.get("PLATFORM_DB_PASSWORD", d.db_password),
-        db_name=env.get("PLATFORM_DB_NAME", d.db_name),
-        amqp_host=env.get("PLATFORM_AMQP_HOST", d.amqp_host),
-        amqp_port=int(env.get("PLATFORM_AMQP_PORT", d.amqp_port)),
-        amqp_user=env.get("PLATFORM_AMQP_USER", d.amqp_user),
-        amqp_password=env.get("PLATFORM_AMQP_PASSWORD", d.amqp_password),
-        amqp_vhost=env.get("PLATFORM_AMQP_VHOST", d.amqp_vhost),
-        rabbitmq_management_url=env.get("PLATFORM_RABBITMQ_MANAGEMENT_URL", d.rabbitmq_management_url),
-        gateway_host=env.get("PLATFORM_GATEWAY_HOST", d.gateway_host),
-        gateway_port=int(env.get("PLATFORM_GATEWAY_PORT", d.gateway_port)),
-        consumer_max_attempts=int(env.get("PLATFORM_CONSUMER_MAX_ATTEMPTS", d.consumer_max_attempts)),
-        consumer_retry_base_ms=int(env.get("PLATFORM_CONSUMER_RETRY_BASE_MS", d.consumer_retry_base_ms)),
-        state_dir=env.get("PLATFORM_STATE_DIR", d.state_dir),
-    )
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is not None:
+            try:
+                values[f.name] = _coerce(f.type, raw)
+            except ValueError:
+                raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {f.type}") from None
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 def settings_env(s: Settings) -> dict[str, str]:
     """The environment that makes a child process load exactly these settings."""
-    return {
-        "PLATFORM_DB_HOST": s.db_host,
-        "PLATFORM_DB_PORT": str(s.db_port),
-        "PLATFORM_DB_USER": s.db_user,
-        "PLATFORM_DB_PASSWORD": s.db_password,
-        "PLATFORM_DB_NAME": s.db_name,
-        "PLATFORM_AMQP_HOST": s.amqp_host,
-        "PLATFORM_AMQP_PORT": str(s.amqp_port),
-        "PLATFORM_AMQP_USER": s.amqp_user,
-        "PLATFORM_AMQP_PASSWORD": s.amqp_password,
-        "PLATFORM_AMQP_VHOST": s.amqp_vhost,
-        "PLATFORM_RABBITMQ_MANAGEMENT_URL": s.rabbitmq_management_url,
-        "PLATFORM_GATEWAY_HOST": s.gateway_host,
-        "PLATFORM_GATEWAY_PORT": str(s.gateway_port),
-        "PLATFORM_CONSUMER_MAX_ATTEMPTS": str(s.consumer_max_attempts),
-        "PLATFORM_CONSUMER_RETRY_BASE_MS": str(s.consumer_retry_base_ms),
-        "PLATFORM_STATE_DIR": s.state_dir,
-    }
+    out = {}
+    for f in fields(Settings):
+        v = getattr(s, f.name)
+        out[env_name(f.name)] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    return out

@@ -1,0 +1,51 @@
+"""orgs adapters: token last-used times in PostgreSQL, projects reached over RPC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.token_usage (
+    token_id uuid PRIMARY KEY,
+    last_used_at timestamptz NOT NULL
+);
+"""
+
+
+class SqlTokenUsage:
+    """Last use of each token. Not an event: it changes on every request, and is written at
+    most once a minute per token so authentication stays cheap."""
+
+    def __init__(self, pool: ConnectionPool):
+        self.pool = pool
+
+    def touch(self, token_id: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO orgs.token_usage (token_id, last_used_at) VALUES (%s, now()) "
+                "ON CONFLICT (token_id) DO UPDATE SET last_used_at = now() "
+                "WHERE orgs.token_usage.last_used_at < now() - interval '60 seconds'",
+                (uuid.UUID(token_id),),
+            )
+
+    def last_used(self, token_ids: list[str]) -> dict[str, datetime]:
+        if not token_ids:
+            return {}
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT token_id, last_used_at FROM orgs.token_usage WHERE token_id = ANY(%s)",
+                ([uuid.UUID(t) for t in token_ids],),
+            ).fetchall()
+        return {str(r[0]): r[1] for r in rows}
+
+
+class ProjectsViaRpc:
+    def __init__(self, proxy: Any):
+        self.proxy = proxy
+
+    def count_projects(self, org_slug: str) -> int:
+        return int(self.proxy.count_projects(org_slug))

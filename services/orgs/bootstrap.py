@@ -1,0 +1,34 @@
+"""Wires the orgs application to its store and ports, from settings."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+
+from services.shared.eventstore import open_application
+from services.shared.mail import Mailer, make_mailer
+from services.shared.settings import Settings
+
+from .adapters import DDL, SqlTokenUsage
+from .application import MemoryTokenUsage, OrgsApplication
+
+
+def build(settings: Settings, *, in_memory: bool = False, mailer: Mailer | None = None) -> OrgsApplication:
+    app = open_application(OrgsApplication, settings, in_memory=in_memory)
+    app.mailer = mailer or make_mailer(settings)
+    app.hasher = PasswordHasher(time_cost=settings.password_hash_time_cost,
+                                memory_cost=settings.password_hash_memory_kib)
+    app.public_url = settings.public_url
+    app.invitation_ttl = timedelta(hours=settings.invitation_ttl_hours)
+    if in_memory:
+        app.token_usage = MemoryTokenUsage()
+    else:
+        from services.shared.db import ensure_schema
+        from psycopg_pool import ConnectionPool
+
+        ensure_schema(settings, "orgs", DDL)
+        pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
+        pool.open(wait=True, timeout=10)
+        app.token_usage = SqlTokenUsage(pool)
+    return app

@@ -1,0 +1,84 @@
+"""The organization permission matrix: written once, enforced in one place (`authorize`),
+and rendered into docs/permissions.md by `render_markdown` (a test keeps the doc true).
+
+Imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROLES = ("owner", "admin", "member")
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    roles: frozenset[str]
+    description: str
+
+
+def _a(name: str, roles: str, description: str) -> Action:
+    return Action(name, frozenset(roles.split(",")), description)
+
+
+MATRIX: tuple[Action, ...] = (
+    _a("org.read", "owner,admin,member", "See the organization and its settings"),
+    _a("org.update", "owner,admin", "Rename the organization, change billing email and default region"),
+    _a("org.delete", "owner", "Delete the organization (refused while it has projects)"),
+    _a("org.leave", "owner,admin,member", "Leave the organization (not the last owner)"),
+    _a("members.read", "owner,admin,member", "List members and their roles"),
+    _a("members.invite", "owner,admin", "Invite people by email with the admin or member role"),
+    _a("members.change_role", "owner,admin", "Change a member's role between admin and member"),
+    _a("members.remove", "owner,admin", "Remove an admin or member"),
+    _a("members.manage_owners", "owner", "Invite, promote to, demote from or remove the owner role"),
+    _a("org.transfer_ownership", "owner", "Make another member an owner and step down to admin"),
+    _a("invitations.read", "owner,admin", "List pending and past invitations"),
+    _a("invitations.manage", "owner,admin", "Resend or revoke invitations"),
+    _a("audit.read", "owner,admin", "Read the organization's audit log"),
+)
+
+BY_NAME = {a.name: a for a in MATRIX}
+
+
+class NotAllowed(Exception):
+    pass
+
+
+def allowed(role: str | None, action: str) -> bool:
+    if action not in BY_NAME:
+        raise KeyError(f"unknown action {action}")
+    return role is not None and role in BY_NAME[action].roles
+
+
+def authorize(role: str, action: str) -> None:
+    if not allowed(role, action):
+        desc = BY_NAME[action].description.lower()
+        raise NotAllowed(f"your role ({role}) does not allow this: {desc}")
+
+
+def render_markdown() -> str:
+    lines = [
+        "# Organization roles and permissions",
+        "",
+        "Generated from `services/orgs/permissions.py` (the table the orgs service enforces);",
+        "do not edit by hand: run `python -m services.orgs.permissions > docs/permissions.md`.",
+        "",
+        "| action | " + " | ".join(ROLES) + " | what it allows |",
+        "|---|" + "---|" * len(ROLES) + "---|",
+    ]
+    for a in MATRIX:
+        marks = " | ".join("yes" if r in a.roles else "no" for r in ROLES)
+        lines.append(f"| `{a.name}` | {marks} | {a.description} |")
+    lines += [
+        "",
+        "Rules on top of the table: an organization always keeps at least one owner (the last",
+        "owner cannot leave, be removed or be demoted); only owners may touch the owner role;",
+        "non-members get 404 for every organization route, whatever the action.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

@@ -1,0 +1,322 @@
+"""orgs application scenarios, run twice: on eventsourcing's in-memory store and on
+PostgreSQL (same code, storage chosen by environment), with fake mail and projects ports."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Iterator
+
+import pytest
+
+from services.orgs import permissions
+from services.orgs.application import OrgsApplication
+from services.orgs.bootstrap import build
+from services.shared.db import bootstrap, drop_database
+from services.shared.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unauthorized
+from services.shared.mail import Mail
+from tests.conftest import make_test_settings
+
+
+class FakeMailer:
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+
+    def send(self, mail: Mail) -> None:
+        self.sent.append(mail)
+
+    def token_for(self, email: str) -> str:
+        mail = [m for m in self.sent if m.to == email][-1]
+        m = re.search(r"token=([\w.-]+)", mail.body)
+        assert m, mail.body
+        return m.group(1)
+
+
+class FakeProjects:
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count_projects(self, org_slug: str) -> int:
+        return self.counts.get(org_slug, 0)
+
+
+@pytest.fixture(scope="module")
+def pg_settings() -> Iterator[Any]:
+    s = make_test_settings("orgs")
+    bootstrap(s)
+    yield s
+    drop_database(s)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def app(request: Any, pg_settings: Any) -> OrgsApplication:
+    mailer = FakeMailer()
+    a = build(pg_settings, in_memory=request.param == "memory", mailer=mailer)
+    a.fake_mailer = mailer  # type: ignore[attr-defined]
+    return a
+
+
+_n = 0
+
+
+def new_user(app: OrgsApplication, prefix: str = "u") -> dict[str, Any]:
+    global _n
+    _n += 1
+    return app.register_user(f"{prefix}{_n}-{id(app)}@example.com", "password123", display_name=f"{prefix} {_n}")
+
+
+def org_with_roles(app: OrgsApplication) -> tuple[str, dict[str, dict[str, Any]]]:
+    """An org with one user per role (plus an outsider), joined through invitations."""
+    owner = new_user(app, "owner")
+    org = app.create_organization(owner["id"], "Matrix Org")
+    users = {"owner": owner}
+    for role in ("admin", "member"):
+        u = new_user(app, role)
+        app.invite_member(owner["id"], org["slug"], u["email"], role)
+        app.accept_invitation(u["id"], app.fake_mailer.token_for(u["email"]))  # type: ignore[attr-defined]
+        users[role] = u
+    users["outsider"] = new_user(app, "outsider")
+    return org["slug"], users
+
+
+# ---- users and tokens ------------------------------------------------------------------------
+
+def test_register_sign_in_and_duplicates(app: OrgsApplication) -> None:
+    u = app.register_user("Alice@Example.com", "password123")
+    assert u["email"] == "alice@example.com"
+    assert app.authenticate_password("alice@example.com", "password123")["id"] == u["id"]
+    with pytest.raises(Unauthorized):
+        app.authenticate_password("alice@example.com", "wrong-password")
+    with pytest.raises(Unauthorized):
+        app.authenticate_password("nobody@example.com", "password123")
+    with pytest.raises(Conflict):
+        app.register_user("alice@example.com", "password456")
+    for email, pw in [("not-an-email", "password123"), ("a@b.io", "short"), (5, "password123")]:
+        with pytest.raises(InvalidInput):
+            app.register_user(email, pw)  # type: ignore[arg-type]
+    # Stored password is a real hash, never the password.
+    user = app._user(u["id"])
+    assert user.password_hash.startswith("$argon2") and "password123" not in user.password_hash
+
+
+def test_token_lifecycle(app: OrgsApplication) -> None:
+    u = new_user(app)
+    t = app.create_token(u["id"], "ci")
+    assert re.fullmatch(r"sbp_[0-9a-f]{40}", t["token"])
+    assert app.authenticate_token(t["token"])["id"] == u["id"]
+    listed = app.list_tokens(u["id"])
+    assert [x["name"] for x in listed] == ["ci"] and "token" not in listed[0]
+    assert listed[0]["prefix"] == t["token"][:8] and listed[0]["last_used_at"] is not None
+    # Only the hash is stored: the raw token appears in no stored event.
+    events = list(app.repository.event_store.get(app._user(u["id"]).id))
+    assert t["token"] not in repr(events)
+    app.revoke_token(u["id"], t["id"])
+    with pytest.raises(Unauthorized):
+        app.authenticate_token(t["token"])
+    assert app.list_tokens(u["id"]) == []
+    other = new_user(app)
+    t2 = app.create_token(other["id"], "x")
+    with pytest.raises(NotFound):
+        app.revoke_token(u["id"], t2["id"])  # not yours
+
+
+def test_profile_email_change_frees_old_address(app: OrgsApplication) -> None:
+    u = new_user(app)
+    old = u["email"]
+    app.update_profile(u["id"], {"email": "renamed-" + old, "display_name": "New Name"})
+    assert app.authenticate_password("renamed-" + old, "password123")["display_name"] == "New Name"
+    with pytest.raises(Unauthorized):
+        app.authenticate_password(old, "password123")
+    again = app.register_user(old, "password123")  # the old address is free again
+    assert again["id"] != u["id"]
+    with pytest.raises(Conflict):
+        app.update_profile(u["id"], {"email": old})
+    app.change_password(u["id"], "password123", "new-password-1")
+    assert app.authenticate_password("renamed-" + old, "new-password-1")
+    with pytest.raises(InvalidInput):
+        app.change_password(u["id"], "wrong", "new-password-2")
+
+
+# ---- organizations -----------------------------------------------------------------------------
+
+def test_org_settings_and_switching(app: OrgsApplication) -> None:
+    u = new_user(app)
+    a = app.create_organization(u["id"], "First Co")
+    b = app.create_organization(u["id"], "Second Co")
+    assert app.get_user(u["id"])["current_organization"] == a["slug"]
+    app.select_organization(u["id"], b["slug"])
+    assert app.get_user(u["id"])["current_organization"] == b["slug"]
+    stranger = new_user(app)
+    with pytest.raises(NotFound):
+        app.select_organization(stranger["id"], a["slug"])
+    out = app.update_organization(u["id"], a["slug"], {"name": "First Company", "billing_email": "Bill@Example.com",
+                                                       "default_region": "eu-west-1"})
+    assert (out["name"], out["billing_email"], out["default_region"]) == ("First Company", "bill@example.com", "eu-west-1")
+    for bad in [{"name": ""}, {"name": "x" * 257}, {"billing_email": "nope"}, {"default_region": "mars"}, {"plan": "pro"}]:
+        with pytest.raises(InvalidInput):
+            app.update_organization(u["id"], a["slug"], bad)
+    assert app.get_organization(u["id"], a["slug"])["name"] == "First Company"
+
+
+def test_delete_org_refused_while_it_has_projects(app: OrgsApplication) -> None:
+    u = new_user(app)
+    org = app.create_organization(u["id"], "Doomed")
+    projects = FakeProjects()
+    projects.counts[org["slug"]] = 2
+    with pytest.raises(Conflict, match="2 project"):
+        app.delete_organization(u["id"], org["slug"], projects)
+    projects.counts[org["slug"]] = 0
+    app.delete_organization(u["id"], org["slug"], projects)
+    with pytest.raises(NotFound):
+        app.get_organization(u["id"], org["slug"])
+    assert org["slug"] not in app.get_user(u["id"])["organizations"]
+
+
+# ---- roles -------------------------------------------------------------------------------------
+
+def perform(app: OrgsApplication, action: str, slug: str, actor: dict[str, Any], users: dict[str, Any]) -> None:
+    """Do `action` as `actor`, on a fresh target so each attempt is independent."""
+    uid = actor["id"]
+    projects = FakeProjects()
+    if action == "org.read":
+        app.get_organization(uid, slug)
+    elif action == "org.update":
+        app.update_organization(uid, slug, {"name": f"Renamed by {actor['email']}"})
+    elif action == "org.delete":
+        app.delete_organization(uid, slug, projects)
+    elif action == "org.leave":
+        app.leave_organization(uid, slug)
+    elif action == "members.read":
+        app.list_members(uid, slug)
+    elif action == "members.invite":
+        app.invite_member(uid, slug, f"inv-{_n}-{len(app.fake_mailer.sent)}@example.com", "member")  # type: ignore[attr-defined]
+    elif action == "members.change_role":
+        target = join_as(app, slug, users["owner"], "member")
+        app.change_member_role(uid, slug, target["id"], "admin")
+    elif action == "members.remove":
+        target = join_as(app, slug, users["owner"], "member")
+        app.remove_member(uid, slug, target["id"])
+    elif action == "members.manage_owners":
+        target = join_as(app, slug, users["owner"], "member")
+        app.change_member_role(uid, slug, target["id"], "owner")
+    elif action == "org.transfer_ownership":
+        target = join_as(app, slug, users["owner"], "member")
+        app.transfer_ownership(uid, slug, target["id"])
+    elif action == "invitations.read":
+        app.list_invitations(uid, slug)
+    elif action == "invitations.manage":
+        inv = app.invite_member(users["owner"]["id"], slug, f"rev-{len(app.fake_mailer.sent)}@example.com", "member")  # type: ignore[attr-defined]
+        app.revoke_invitation(uid, slug, inv["id"])
+    elif action == "audit.read":
+        app.audit_log(uid, slug)
+    else:  # pragma: no cover
+        raise AssertionError(f"matrix action {action} has no scenario")
+
+
+def join_as(app: OrgsApplication, slug: str, owner: dict[str, Any], role: str) -> dict[str, Any]:
+    u = new_user(app, "target")
+    app.invite_member(owner["id"], slug, u["email"], role)
+    app.accept_invitation(u["id"], app.fake_mailer.token_for(u["email"]))  # type: ignore[attr-defined]
+    return u
+
+
+@pytest.mark.parametrize("action", [a.name for a in permissions.MATRIX])
+def test_permission_matrix(app: OrgsApplication, action: str) -> None:
+    for role in ("owner", "admin", "member", "outsider"):
+        slug, users = org_with_roles(app)
+        if action in ("org.leave", "org.transfer_ownership") and role == "owner":
+            # The only owner may not leave; give the org a second owner so the permission
+            # itself is what is tested (last-owner protection has its own test).
+            second = join_as(app, slug, users["owner"], "member")
+            app.change_member_role(users["owner"]["id"], slug, second["id"], "owner")
+        expected = permissions.allowed(role if role != "outsider" else None, action)
+        if expected:
+            perform(app, action, slug, users[role], users)
+        else:
+            error = NotFound if role == "outsider" else Forbidden
+            with pytest.raises(error):
+                perform(app, action, slug, users[role], users)
+
+
+def test_last_owner_and_transfer(app: OrgsApplication) -> None:
+    slug, users = org_with_roles(app)
+    owner, admin = users["owner"]["id"], users["admin"]["id"]
+    with pytest.raises(Conflict, match="owner"):
+        app.leave_organization(owner, slug)
+    with pytest.raises(Conflict, match="owner"):
+        app.change_member_role(owner, slug, owner, "admin")
+    with pytest.raises(Forbidden):
+        app.remove_member(admin, slug, owner)  # admins never touch owners
+    app.transfer_ownership(owner, slug, admin)
+    roles = {m["user_id"]: m["role"] for m in app.list_members(admin, slug)}
+    assert roles[admin] == "owner" and roles[owner] == "admin"
+    app.leave_organization(owner, slug)  # now allowed: no longer an owner
+    with pytest.raises(NotFound):
+        app.get_organization(owner, slug)
+    member = users["member"]["id"]
+    app.leave_organization(member, slug)
+    assert slug not in app.get_user(member)["organizations"]
+
+
+# ---- invitations -------------------------------------------------------------------------------
+
+def test_invitation_accept_reuse_revoke_expire_resend(app: OrgsApplication) -> None:
+    mailer: FakeMailer = app.fake_mailer  # type: ignore[attr-defined]
+    owner = new_user(app)
+    slug = app.create_organization(owner["id"], "Invites")["slug"]
+    bob = new_user(app, "bob")
+    inv = app.invite_member(owner["id"], slug, bob["email"], "admin")
+    assert inv["status"] == "pending" and "token" not in inv
+    token = mailer.token_for(bob["email"])
+    assert app.get_invitation(token)["organization"]["slug"] == slug
+    # Someone else signed in cannot use Bob's invitation.
+    eve = new_user(app, "eve")
+    with pytest.raises(Forbidden):
+        app.accept_invitation(eve["id"], token)
+    org = app.accept_invitation(bob["id"], token)
+    assert org["role"] == "admin"
+    with pytest.raises(Gone, match="already been used"):
+        app.accept_invitation(bob["id"], token)
+    with pytest.raises(Conflict):
+        app.invite_member(owner["id"], slug, bob["email"], "member")  # already a member
+
+    carol = new_user(app, "carol")
+    inv = app.invite_member(owner["id"], slug, carol["email"], "member")
+    app.revoke_invitation(owner["id"], slug, inv["id"])
+    with pytest.raises(Gone, match="revoked"):
+        app.accept_invitation(carol["id"], mailer.token_for(carol["email"]))
+
+    dave = new_user(app, "dave")
+    app.invite_member(owner["id"], slug, dave["email"], "member")
+    first = mailer.token_for(dave["email"])
+    real_clock = app.clock
+    app.clock = lambda: real_clock() + timedelta(hours=25)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Gone, match="expired"):
+            app.accept_invitation(dave["id"], first)
+        inv_id = first.split(".")[0]
+        app.resend_invitation(owner["id"], slug, inv_id)
+        second = mailer.token_for(dave["email"])
+        assert second != first
+        with pytest.raises(NotFound):
+            app.accept_invitation(dave["id"], first)  # the old link died with the resend
+        assert app.accept_invitation(dave["id"], second)["role"] == "member"
+    finally:
+        app.clock = real_clock  # type: ignore[method-assign]
+    for bad in ["", "nonsense", "0" * 32 + ".short", "f" * 32 + "." + "a" * 43]:
+        with pytest.raises((InvalidInput, NotFound)):
+            app.accept_invitation(dave["id"], bad)
+
+
+def test_audit_log_says_who_did_what(app: OrgsApplication) -> None:
+    slug, users = org_with_roles(app)
+    owner = users["owner"]
+    app.update_organization(owner["id"], slug, {"name": "Audited"}, ctx={"actor": owner["id"]})
+    log = app.audit_log(owner["id"], slug)
+    actions = [e["action"] for e in log]
+    assert actions[0] == "renamed" and actions[-1] == "created"
+    assert "invitation_created" in actions and "invitation_accepted" in actions
+    assert log[0]["actor_email"] == owner["email"] and log[0]["details"]["name"] == "Audited"
+    assert "secret_hash" not in repr(log)
+    with pytest.raises(Forbidden):
+        app.audit_log(users["member"]["id"], slug)
