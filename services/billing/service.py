@@ -23,7 +23,7 @@ class BillingService:
             conn.execute("SELECT 1")
         return {"service": self.name, "status": "ok"}
 
-    @reliable_handler("orgs", "organization_created")
+    @reliable_handler("orgs", "organization_created", versions=[1])
     def on_organization_created(self, envelope: dict[str, Any]) -> None:
         self.subscriptions.start_free_plan(envelope)
 

@@ -29,6 +29,9 @@ class Subscriptions:
     def __init__(self, pool: ConnectionPool):
         self.pool = pool
 
+    def close(self) -> None:
+        self.pool.close()
+
     def start_free_plan(self, envelope: dict[str, Any]) -> bool:
         """Record a free subscription for a new organization. False if already applied."""
         with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:

@@ -76,6 +76,11 @@ def meta_of(ctx: dict[str, Any] | None) -> dict[str, Any]:
     return {k: ctx.get(k) for k in ("actor", "correlation_id", "causation_id")}
 
 
+def _org_meta(ctx: dict[str, Any] | None, slug: str) -> dict[str, Any]:
+    """Meta for organization events: also names the org, so the outbox can publish it."""
+    return {**meta_of(ctx), "org_slug": slug}
+
+
 def normalise_email(email: Any) -> str:
     if not isinstance(email, str):
         raise InvalidInput("email: must be a string")
@@ -250,7 +255,7 @@ class OrgsApplication(Application):
     def update_organization(self, user_id: str, slug: str, changes: dict[str, Any],
                             ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org = self._authorized(user_id, slug, "org.update")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, slug)
         unknown = set(changes) - {"name", "billing_email", "default_region"}
         if unknown:
             raise InvalidInput(f"{sorted(unknown)[0]}: unknown field")
@@ -278,7 +283,7 @@ class OrgsApplication(Application):
         count = projects.count_projects(slug)
         if count:
             raise Conflict(f"organization {slug} still has {count} project(s); delete them first")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, slug)
         users = [self._user(u) for u in org.members]
         org.delete(meta=meta)
         for u in users:
@@ -303,7 +308,7 @@ class OrgsApplication(Application):
         if "owner" in (target, role):
             self._check(org, user_id, "members.manage_owners")
         with _rules():
-            org.change_role(user_id=member_id, role=role, meta=meta_of(ctx))
+            org.change_role(user_id=member_id, role=role, meta=_org_meta(ctx, slug))
         self.save(org)
         return {"user_id": member_id, "role": role}
 
@@ -316,7 +321,7 @@ class OrgsApplication(Application):
             raise NotFound("member not found")
         if target == "owner":
             self._check(org, user_id, "members.manage_owners")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, slug)
         with _rules():
             org.remove_member(user_id=member_id, reason="removed", meta=meta)
         member = self._user(member_id)
@@ -325,7 +330,7 @@ class OrgsApplication(Application):
 
     def leave_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> None:
         org = self._authorized(user_id, slug, "org.leave")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, slug)
         with _rules():
             org.remove_member(user_id=user_id, reason="left", meta=meta)
         user = self._user(user_id)
@@ -337,7 +342,7 @@ class OrgsApplication(Application):
         if to_user_id not in org.members:
             raise NotFound("member not found")
         with _rules():
-            org.transfer_ownership(from_user=user_id, to_user=to_user_id, meta=meta_of(ctx))
+            org.transfer_ownership(from_user=user_id, to_user=to_user_id, meta=_org_meta(ctx, slug))
         self.save(org)
 
     # ===== invitations =========================================================================
@@ -349,7 +354,7 @@ class OrgsApplication(Application):
             raise InvalidInput(f"role: must be one of {', '.join(permissions.ROLES)}")
         if role == "owner":
             self._check(org, user_id, "members.manage_owners")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, slug)
         member_emails = {self._user(m).email for m in org.members}
         pointer = InvitationPointer(org_slug=slug, meta=meta)
         inv_id = pointer.id.hex
@@ -373,7 +378,7 @@ class OrgsApplication(Application):
         secret = secrets.token_urlsafe(32)
         with _rules(Conflict):
             org.resend_invitation(invitation_id=invitation_id, secret_hash=secret_hash(secret),
-                                  expires_at=self.clock() + self.invitation_ttl, meta=meta_of(ctx))
+                                  expires_at=self.clock() + self.invitation_ttl, meta=_org_meta(ctx, slug))
         self.save(org)
         self._send_invitation(org, invitation_id, inv["email"], inv["role"], f"{invitation_id}.{secret}", user_id)
         return self._invitation_view(org, invitation_id)
@@ -382,7 +387,7 @@ class OrgsApplication(Application):
         org = self._authorized(user_id, slug, "invitations.manage")
         self._invitation_of(org, invitation_id)
         with _rules(Conflict):
-            org.revoke_invitation(invitation_id=invitation_id, meta=meta_of(ctx))
+            org.revoke_invitation(invitation_id=invitation_id, meta=_org_meta(ctx, slug))
         self.save(org)
 
     def get_invitation(self, token: str) -> dict[str, Any]:
@@ -405,7 +410,7 @@ class OrgsApplication(Application):
         user = self._user(user_id)
         if user.email != inv["email"]:
             raise Forbidden("this invitation was sent to a different email address")
-        meta = meta_of(ctx)
+        meta = _org_meta(ctx, org.slug)
         with _rules(Conflict):
             org.accept_invitation(invitation_id=inv_id, user_id=user_id, meta=meta)
         user.join(org_slug=org.slug, role=inv["role"], meta=meta)

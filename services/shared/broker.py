@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import amqp
+from amqp.method_framing import frame_writer as amqp_frame_writer
 
 from .settings import Settings
 
@@ -31,7 +32,7 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}.dlq"
 
 
-def connect(settings: Settings, *, heartbeat: int = 0) -> amqp.Connection:
+def connect(settings: Settings, *, heartbeat: int = 0, frame_writer: Any = amqp_frame_writer) -> amqp.Connection:
     conn = amqp.Connection(
         host=f"{settings.amqp_host}:{settings.amqp_port}",
         userid=settings.amqp_user,
@@ -39,6 +40,7 @@ def connect(settings: Settings, *, heartbeat: int = 0) -> amqp.Connection:
         virtual_host=settings.amqp_vhost,
         heartbeat=heartbeat,
         connect_timeout=5,
+        frame_writer=frame_writer,
     )
     conn.connect()
     return conn
@@ -75,23 +77,62 @@ class PublishError(RuntimeError):
     pass
 
 
+class CorkedWriter:
+    """Stands in for the socket under py-amqp's frame writer. While `corked`, frames collect
+    in memory and go out in large writes: one send() per publish cost the relay about a
+    fifth of its CPU. Any write made uncorked (a synchronous method, an ack) first flushes
+    what is buffered, so frames always leave in order."""
+
+    def __init__(self, transport: Any, limit: int = 128 * 1024):
+        self._write = transport.write
+        self._buffer = bytearray()
+        self.limit = limit
+        self.corked = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.corked:
+            self._buffer += data  # copies: py-amqp reuses the memory it hands us
+            if len(self._buffer) >= self.limit:
+                self.flush()
+        else:
+            self.flush()
+            self._write(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            data, self._buffer = self._buffer, bytearray()
+            self._write(data)
+
+
 class ConfirmingPublisher:
-    """Publishes many messages, then waits once for the broker's confirms (pipelined)."""
+    """Publishes many messages, then waits once for the broker's confirms (pipelined).
+
+    Publishes are buffered (see CorkedWriter) until `wait_for_confirms`, which flushes them.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.conn = connect(settings)
+        self._writer: CorkedWriter | None = None
+        self.conn = connect(settings, frame_writer=self._frame_writer)
         self.channel = self.conn.channel()
         self.channel.confirm_select()
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
+        self._lowest = 1  # every tag below this one is settled
         self._nacked: set[int] = set()
         self.channel.events["basic_ack"].add(self._on_ack)
         self.channel.events["basic_nack"].add(self._on_nack)
 
+    def _frame_writer(self, connection: amqp.Connection, transport: Any) -> Any:
+        self._writer = CorkedWriter(transport)
+        return amqp_frame_writer(connection, self._writer)
+
     def _settle(self, tag: int, multiple: bool) -> set[int]:
         if multiple:
-            done = {t for t in self._unconfirmed if t <= tag}
+            # Tags are issued in order, so a multiple confirm settles a prefix; walking only
+            # the tags since the last one keeps this O(1) per message.
+            done = {t for t in range(self._lowest, tag + 1) if t in self._unconfirmed}
+            self._lowest = max(self._lowest, tag + 1)
         else:
             done = {tag} & self._unconfirmed
         self._unconfirmed -= done
@@ -118,11 +159,22 @@ class ConfirmingPublisher:
             props["message_id"] = message_id
         if expiration:
             props["expiration"] = expiration
-        self.channel.basic_publish(amqp.Message(body, **props), exchange=exchange, routing_key=routing_key)
+        assert self._writer is not None
+        self._writer.corked = True
+        try:
+            self.channel.basic_publish(amqp.Message(body, **props), exchange=exchange, routing_key=routing_key)
+        finally:
+            self._writer.corked = False
         self._unconfirmed.add(self._next_tag)
         self._next_tag += 1
 
+    def flush(self) -> None:
+        """Send buffered publishes now (without waiting for their confirms)."""
+        assert self._writer is not None
+        self._writer.flush()
+
     def wait_for_confirms(self, timeout: float = 30.0) -> None:
+        self.flush()
         deadline = time.monotonic() + timeout
         while self._unconfirmed:
             remaining = deadline - time.monotonic()
@@ -139,6 +191,8 @@ class ConfirmingPublisher:
 
     def close(self) -> None:
         try:
+            if self._writer is not None:
+                self._writer.flush()
             self.conn.close()
         except Exception:
             pass
@@ -146,8 +200,8 @@ class ConfirmingPublisher:
 
 @dataclass(frozen=True)
 class FailurePolicy:
-    max_attempts: int = 5
-    base_delay_ms: int = 200
+    max_attempts: int = 8
+    base_delay_ms: int = 500
     max_delay_ms: int = 60_000
 
     def delay_ms(self, attempt: int) -> int:

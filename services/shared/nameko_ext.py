@@ -1,16 +1,21 @@
 """nameko wiring shared by every service process: settings, event store and database
-dependencies, and the reliable event handler. Only service entrypoint modules import this.
+dependencies, and the reliable event handler; plus the standalone RPC client for tools.
+Only service entrypoint modules and platformctl (for `cluster_rpc`) import this.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
 
 from nameko.events import SERVICE_POOL, EventHandler
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 from psycopg_pool import ConnectionPool
 
 from . import broker
@@ -20,6 +25,18 @@ from .eventstore import open_application
 from .settings import Settings, load_settings
 
 log = logging.getLogger("nameko_ext")
+
+__all__ = ["RemoteError", "RpcTimeout", "UnknownService", "cluster_rpc"]  # re-exported for platformctl
+
+
+@contextlib.contextmanager
+def cluster_rpc(settings: Settings, timeout: float) -> Iterator[Any]:
+    """An RPC client to every service, for processes outside nameko's containers (platformctl).
+    A call that gets no reply within `timeout` seconds raises RpcTimeout."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri}, timeout=timeout) as proxy:
+        yield proxy
 
 
 class SettingsProvider(DependencyProvider):
@@ -59,6 +76,18 @@ def make_pool(settings: Settings, schema: str, ddl: str = "", max_size: int = 8)
     return pool
 
 
+class ReliableQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except that a body kombu cannot decode (not JSON, or a
+    content type it refuses) goes to its handler's `on_decode_error`: kombu's default logs
+    it and acks it, which would drop the message silently."""
+
+    def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = provider.on_decode_error
+        return consumers
+
+
 class ReliableEventHandler(EventHandler):
     """An event handler that never loses a message and never blocks its queue.
 
@@ -70,10 +99,30 @@ class ReliableEventHandler(EventHandler):
     (use `consuming.claim` in the transaction of its effect).
     """
 
-    def __init__(self, source_service: str, event_type: str, **kwargs: Any):
+    queue_consumer = ReliableQueueConsumer()
+
+    def __init__(self, source_service: str, event_type: str, *, versions: Iterable[int] = (1,), **kwargs: Any):
         kwargs.setdefault("handler_type", SERVICE_POOL)
         kwargs["requeue_on_error"] = False
         super().__init__(source_service, event_type, **kwargs)
+        # The contract versions this handler understands: declared, so contract tests can
+        # walk every subscription, and enforced, so a v2 message is parked, not misread.
+        self.versions: tuple[int, ...] = tuple(sorted(set(versions)))
+
+    @property
+    def accepts(self) -> list[tuple[str, str, int]]:
+        """(producer, event_type, schema_version) for each contract this handler consumes."""
+        return [(self.source_service, self.event_type, v) for v in self.versions]
+
+    def accept(self, body: Any) -> dict[str, Any]:
+        """The checked envelope of a delivered body, or ContractError (ValueError if not JSON)."""
+        # kombu hands over any decoded JSON (a list, a number...); only text is still raw.
+        envelope = parse_message(json.loads(body) if isinstance(body, (str, bytes, bytearray)) else body)
+        got = (envelope["producer"], envelope["event_type"], envelope["schema_version"])
+        if got not in self.accepts:
+            raise ContractError(f"handler accepts {self.source_service}/{self.event_type} "
+                                f"v{', v'.join(map(str, self.versions))}; got {got[0]}/{got[1]} v{got[2]}")
+        return envelope
 
     def setup(self) -> None:
         super().setup()
@@ -97,11 +146,16 @@ class ReliableEventHandler(EventHandler):
 
     def handle_message(self, body: Any, message: Any) -> None:
         try:
-            envelope = parse_message(body if isinstance(body, dict) else json.loads(body))
+            envelope = self.accept(body)
         except (ContractError, ValueError) as exc:
             self._reroute(message, f"ContractError: {exc}", permanent=True)
             return
         super().handle_message(envelope, message)
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        # Called in the queue consumer's own thread: park the message from a worker thread.
+        error = f"ContractError: message body is not JSON ({message.content_type}): {exc}"
+        self.container.spawn_managed_thread(partial(self._reroute, message, error, permanent=True))
 
     def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
         if exc_info is not None:

@@ -24,6 +24,9 @@ from .probe import PROBE_EFFECTS_DDL
 from .settings import Settings, load_settings
 
 SCHEMA = "probe"
+# The contracts this consumer applies, (producer, event_type, schema_version): its queue
+# bindings derive from this, and the contract tests walk it.
+ACCEPTS: tuple[tuple[str, str, int], ...] = (("probe", "probe_recorded", 1),)
 
 
 class PoisonProbe(RuntimeError):
@@ -55,7 +58,7 @@ def make_consumer(settings: Settings, queue: str = "probe.sink", batch_size: int
         settings,
         queue=queue,
         schema=SCHEMA,
-        bindings=[(broker.exchange_name("probe"), "probe_recorded")],
+        bindings=sorted({(broker.exchange_name(p), t) for p, t, _ in ACCEPTS}),
         handle=make_handler(queue),
         batch_size=batch_size,
     )

@@ -51,8 +51,8 @@ class Settings:
     smtp_starttls: bool = field(default=False, metadata={"doc": "Use STARTTLS with the SMTP server"})
     password_hash_time_cost: int = field(default=3, metadata={"doc": "argon2id iterations for password hashes"})
     password_hash_memory_kib: int = field(default=65536, metadata={"doc": "argon2id memory per password hash (KiB)"})
-    consumer_max_attempts: int = field(default=5, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
-    consumer_retry_base_ms: int = field(default=200, metadata={"doc": "First retry delay; doubles per attempt"})
+    consumer_max_attempts: int = field(default=8, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
+    consumer_retry_base_ms: int = field(default=500, metadata={"doc": "First retry delay; doubles per attempt"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     @property

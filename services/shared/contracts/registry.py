@@ -22,15 +22,15 @@ class EnvelopeSchema(Schema):
 
     event_id = fields.UUID(required=True, metadata={"description": "Unique, stable across redeliveries and replays"})
     event_type = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"), metadata={"description": "snake_case, past tense; also the routing key"})
-    schema_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    schema_version = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "Version of this event type's payload contract"})
     occurred_at = fields.AwareDateTime(required=True, format="iso", metadata={"description": "UTC time the domain event happened"})
     producer = fields.String(required=True, metadata={"description": "Service that published it; exchange is <producer>.events"})
     producer_position = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "Position in the producer's event log (monotonic per producer)"})
-    org_id = fields.String(required=True, allow_none=True)
-    project_ref = fields.String(required=True, allow_none=True)
-    correlation_id = fields.String(required=True, allow_none=True)
-    causation_id = fields.String(required=True, allow_none=True)
-    payload = fields.Dict(required=True)
+    org_id = fields.String(required=True, allow_none=True, metadata={"description": "Slug of the organization concerned, if any"})
+    project_ref = fields.String(required=True, allow_none=True, metadata={"description": "Ref of the project concerned, if any"})
+    correlation_id = fields.String(required=True, allow_none=True, metadata={"description": "Id of the request that started the chain (the gateway's request id)"})
+    causation_id = fields.String(required=True, allow_none=True, metadata={"description": "Id of the request or message that directly caused this event"})
+    payload = fields.Dict(required=True, metadata={"description": "The event's data, shaped by its (event_type, schema_version) contract"})
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,21 @@ class Contract:
     def key(self) -> tuple[str, int]:
         return (self.event_type, self.schema_version)
 
+    def schema_instance(self) -> Schema:
+        """A shared instance of the payload schema. Building a marshmallow schema deep-copies
+        its fields (most of the cost of checking one small message), and a schema keeps no
+        per-call state, so one instance serves every message and thread."""
+        schema = _SCHEMA_INSTANCES.get(self.schema)
+        if schema is None:
+            schema = _SCHEMA_INSTANCES.setdefault(self.schema, self.schema())
+        return schema
+
+
+_SCHEMA_INSTANCES: dict[type[Schema], Schema] = {}
+
 
 REGISTRY: dict[tuple[str, int], Contract] = {}
+_ENVELOPE = EnvelopeSchema()  # shared: see Contract.schema_instance
 
 
 def contract(event_type: str, version: int, producer: str, description: str) -> Callable[[type[Schema]], type[Schema]]:
@@ -100,10 +113,12 @@ def build_message(
     c = get_contract(out.event_type, out.schema_version)
     if c.producer != producer:
         raise ContractError(f"{out.event_type} is produced by {c.producer}, not {producer}")
-    schema = c.schema()
-    errors = schema.validate(out.payload)
-    if errors:
-        raise ContractError(f"{out.event_type} v{out.schema_version} payload invalid: {errors}")
+    schema = c.schema_instance()
+    try:
+        # One load both validates and normalises; dumping its result gives JSON-ready data.
+        payload = schema.dump(schema.load(out.payload))
+    except ValidationError as e:
+        raise ContractError(f"{out.event_type} v{out.schema_version} payload invalid: {e.messages}") from None
     if occurred_at.tzinfo is None:
         occurred_at = occurred_at.replace(tzinfo=timezone.utc)
     envelope = {
@@ -117,7 +132,7 @@ def build_message(
         "project_ref": out.project_ref,
         "correlation_id": out.correlation_id,
         "causation_id": out.causation_id,
-        "payload": schema.dump(schema.load(out.payload)),
+        "payload": payload,
     }
     return envelope
 
@@ -130,14 +145,14 @@ def parse_message(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ContractError("message body is not a JSON object")
     try:
-        env = EnvelopeSchema().load(body)
+        env = _ENVELOPE.load(body)
     except ValidationError as e:
         raise ContractError(f"envelope invalid: {e.messages}") from None
     c = get_contract(env["event_type"], env["schema_version"])
     if c.producer != env["producer"]:
         raise ContractError(f"{c.event_type} must come from {c.producer}, not {env['producer']}")
     try:
-        env["payload"] = c.schema().load(env["payload"])
+        env["payload"] = c.schema_instance().load(env["payload"])
     except ValidationError as e:
         raise ContractError(f"{c.event_type} v{c.schema_version} payload invalid: {e.messages}") from None
     env["event_id"] = str(env["event_id"])

@@ -1,0 +1,29 @@
+# One image for every Python process of the platform: the seven services, the gateway and the
+# outbox relay (docker-compose.yml picks the process with `command`). Dependencies come from
+# requirements.lock, the same pinned set `make run` installs; the build reaches PyPI only.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app \
+    PSYCOPG_WAIT_FUNC=wait_select
+
+WORKDIR /app
+
+# The lock first, on its own layer, so a code change does not reinstall every dependency.
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
+
+COPY . .
+# As the Makefile does: --no-deps because everything is pinned above; this adds the console
+# scripts (platformctl, platform-run, platform-relay) pointing at /app and nothing else.
+RUN pip install --no-deps -e . \
+    && useradd --system --uid 10001 --home-dir /app platform \
+    && mkdir -p /app/var \
+    && chown platform /app/var
+
+USER platform
+# The gateway's port. No CMD of its own: docker-compose.yml names each process's command.
+EXPOSE 8080

@@ -1,0 +1,1 @@
+"""Contract tests: exported docs, golden samples, producers' output, consumers' acceptance."""
