@@ -26,8 +26,11 @@ CREATE TABLE IF NOT EXISTS {schema}.processed_messages (
 """
 
 
-def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None = None) -> psycopg.Connection:
-    return psycopg.connect(settings.conninfo_for(dbname or settings.db_name), autocommit=autocommit)
+def connect(settings: Settings, *, autocommit: bool = False, dbname: str | None = None,
+            application_name: str | None = None) -> psycopg.Connection:
+    # A named connection shows in pg_stat_activity: `platformctl status` finds the relay so.
+    extra = {"application_name": application_name} if application_name else {}
+    return psycopg.connect(settings.conninfo_for(dbname or settings.db_name), autocommit=autocommit, **extra)
 
 
 def ensure_database(settings: Settings) -> None:

@@ -43,6 +43,33 @@ def load_spec(producer: str) -> RelaySpec:
     return spec
 
 
+def message_for(spec: RelaySpec, domain_event: Any, position: int) -> tuple[str, dict[str, Any]] | None:
+    """The contract message one stored event becomes: (routing key, envelope), or None if
+    the event is private. The relay and `platformctl events replay` both use this, so a
+    replayed message is the very message the relay published (same event_id)."""
+    out = spec.to_message(domain_event)
+    if out is None:
+        return None
+    message = build_message(
+        out,
+        event_id=event_id_for(spec.producer, domain_event.originator_id, domain_event.originator_version),
+        producer=spec.producer,
+        producer_position=position,
+        occurred_at=domain_event.timestamp,
+    )
+    return out.event_type, message
+
+
+def position_key(producer: str) -> str:
+    """The relay's row in `<schema>.relay_position` (platformctl reads it for relay lag)."""
+    return f"{producer}.outbox"
+
+
+def relay_connection_name(producer: str) -> str:
+    """The application_name of a running relay's database connection (see `platformctl status`)."""
+    return f"relay:{producer}"
+
+
 class Relay:
     def __init__(self, spec: RelaySpec, settings: Settings, *, batch_size: int = 1000):
         self.spec = spec
@@ -50,7 +77,7 @@ class Relay:
         self.batch_size = batch_size
         self.app = open_application(spec.application, settings)
         self.schema = spec.application.name
-        self.relay_name = f"{spec.producer}.outbox"
+        self.relay_name = position_key(spec.producer)
         self.published = 0
         self.stopping = threading.Event()
 
@@ -72,30 +99,29 @@ class Relay:
     def publish_pending(self, conn: psycopg.Connection, publisher: broker.ConfirmingPublisher, position: int) -> int:
         """Publish everything after `position`, batch by batch. Returns the new position."""
         exchange = broker.exchange_name(self.spec.producer)
-        while not self.stopping.is_set():
-            notifications = self.app.recorder.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
-                return position
+        notifications = self.select_after(position)
+        while notifications:
             for n in notifications:
-                domain_event = self.app.mapper.to_domain_event(n)
-                out = self.spec.to_message(domain_event)
-                if out is None:
+                routed = message_for(self.spec, self.app.mapper.to_domain_event(n), n.id)
+                if routed is None:
                     continue  # private domain event: stays inside the service
-                message = build_message(
-                    out,
-                    event_id=event_id_for(self.spec.producer, n.originator_id, n.originator_version),
-                    producer=self.spec.producer,
-                    producer_position=n.id,
-                    occurred_at=domain_event.timestamp,
-                )
-                publisher.publish(exchange, out.event_type, broker.encode(message), message_id=message["event_id"])
+                routing_key, message = routed
+                publisher.publish(exchange, routing_key, broker.encode(message), message_id=message["event_id"])
+            publisher.flush()
+            last = notifications[-1].id
+            # Read the next batch while the broker persists and confirms this one; the
+            # position still moves only after every confirm.
+            following = self.select_after(last) if not self.stopping.is_set() else []
             publisher.wait_for_confirms()
-            position = notifications[-1].id
-            self.save_position(conn, position)
+            self.save_position(conn, last)
             self.published += len(notifications)
+            position, notifications = last, following
         return position
+
+    def select_after(self, position: int) -> list[Any]:
+        return list(self.app.recorder.select_notifications(
+            start=position, limit=self.batch_size, inclusive_of_start=False
+        ))
 
     def run(self) -> None:
         """Relay until stopped; reconnects with backoff after any broker or database fault."""
@@ -103,7 +129,8 @@ class Relay:
         while not self.stopping.is_set():
             publisher = None
             try:
-                with db_connect(self.settings, autocommit=True) as conn:
+                name = relay_connection_name(self.spec.producer)
+                with db_connect(self.settings, autocommit=True, application_name=name) as conn:
                     conn.execute(f"LISTEN {events_channel(self.spec.application)}")
                     publisher = broker.ConfirmingPublisher(self.settings)
                     broker.declare_exchange(publisher.channel, self.spec.producer)

@@ -1,0 +1,547 @@
+"""platformctl: the operators' command line (status, event history, replay, projection
+rebuilds, bootstrap users and tokens).
+
+Thin: one function per command over the shared plumbing (the relay's `message_for`, broker,
+management API, services' RPC). Runs without eventlet; loads nameko (through nameko_ext)
+only for commands that make RPC calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import timezone
+from types import ModuleType
+from typing import Any, Callable, Iterator, Sequence
+
+import amqp
+import psycopg
+import requests
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+
+from . import broker
+from .contracts import ContractError
+from .db import connect as db_connect
+from .eventstore import events_channel, open_application
+from .outbox import RelaySpec
+from .rabbitadmin import RabbitAdmin
+from .relay import PRODUCERS, load_spec, message_for, position_key, relay_connection_name
+from .settings import SERVICES, Settings, load_settings
+
+RPC_TIMEOUT = 10.0
+HEALTH_TIMEOUT = 2.0
+REPLAY_BATCH = 500
+
+
+class CtlError(Exception):
+    """A failure the operator can act on: printed as `error: ...`, exit code 1."""
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def nameko_ext() -> ModuleType:
+    """The nameko wiring (RPC client and its exceptions), imported only when a command needs it."""
+    with warnings.catch_warnings():
+        # Importing nameko imports eventlet, which warns about itself on every run.
+        warnings.simplefilter("ignore")
+        from . import nameko_ext as module
+    return module
+
+
+def rpc_call(settings: Settings, service: str, method: str, *args: Any) -> Any:
+    """Call one RPC method; remote and transport failures become a CtlError."""
+    ext = nameko_ext()
+    try:
+        with ext.cluster_rpc(settings, RPC_TIMEOUT) as proxy:
+            return getattr(proxy[service], method)(*args)
+    except ext.RemoteError as e:
+        raise CtlError(e.value or e.exc_type) from None
+    except (ext.UnknownService, ext.RpcTimeout):
+        raise CtlError(f"the {service} service does not answer (is the platform running?)") from None
+
+
+@contextlib.contextmanager
+def open_store(producer: str, settings: Settings) -> Iterator[tuple[RelaySpec, Application]]:
+    """A producer's relay spec and its event store (read through eventsourcing's recorder)."""
+    if producer not in PRODUCERS:
+        raise CtlError(f"unknown service {producer!r}; producers with a store: {', '.join(PRODUCERS)}")
+    spec = load_spec(producer)
+    app = open_application(spec.application, settings)
+    try:
+        yield spec, app
+    finally:
+        app.close()
+
+
+def describe_event(producer: str, spec: RelaySpec, app: Application, n: Notification) -> dict[str, Any]:
+    domain_event = app.mapper.to_domain_event(n)
+    out = spec.to_message(domain_event)
+    return {
+        "producer": producer,
+        "position": n.id,
+        "time": domain_event.timestamp.astimezone(timezone.utc),
+        "topic": n.topic,
+        "originator_id": str(n.originator_id),
+        "version": n.originator_version,
+        "event_type": out.event_type if out else "-",
+    }
+
+
+EVENT_HEADER = (f"{'service':<8} {'position':>8}  {'time (UTC)':<26} {'version':>7}  {'originator':<36}  "
+                "event_type (topic)")
+
+
+def format_event(e: dict[str, Any]) -> str:
+    when = e["time"].strftime("%Y-%m-%dT%H:%M:%S.%f")
+    kind = f"{e['event_type']} ({e['topic']})"
+    return f"{e['producer']:<8} {e['position']:>8}  {when:<26} {e['version']:>7}  {e['originator_id']:<36}  {kind}"
+
+
+def newest_notifications(app: Application, n: int) -> list[Notification]:
+    """The newest `n` notifications, oldest first (ids may have gaps, so widen as needed)."""
+    top = app.recorder.max_notification_id() or 0
+    if n <= 0 or top == 0:
+        return []
+    window = n
+    while True:
+        start = max(top - window + 1, 1)
+        found = list(app.recorder.select_notifications(start, limit=window, stop=top))
+        if len(found) >= n or start == 1:
+            return found[-n:]
+        window *= 2
+
+
+def exact_depths(settings: Settings, names: list[str]) -> dict[str, tuple[int, int]]:
+    """(ready messages, consumers) per queue, straight from the broker: the management
+    API's figures lag by its statistics interval (5 s by default)."""
+    out: dict[str, tuple[int, int]] = {}
+    conn = broker.connect(settings)
+    try:
+        channel = conn.channel()
+        for name in names:
+            try:
+                ok = channel.queue_declare(name, passive=True)
+                out[name] = (int(ok.message_count), int(ok.consumer_count))
+            except amqp.exceptions.ChannelError:
+                channel = conn.channel()  # gone meanwhile, or exclusive: that closed the channel
+    finally:
+        conn.close()
+    return out
+
+
+def relay_position(settings: Settings, spec: RelaySpec) -> int:
+    schema = spec.application.name
+    with db_connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            f'SELECT position FROM "{schema}".relay_position WHERE relay = %s', (position_key(spec.producer),)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def relay_lag(settings: Settings) -> dict[str, tuple[int, int]]:
+    """Per producer: (relay's saved position, newest position in its store)."""
+    lag = {}
+    for producer in PRODUCERS:
+        with open_store(producer, settings) as (spec, app):
+            lag[producer] = (relay_position(settings, spec), app.recorder.max_notification_id() or 0)
+    return lag
+
+
+# -- consumers' queues and replay ------------------------------------------------------------
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: `*` is one word, `#` zero or more."""
+
+    def match(p: list[str], k: list[str]) -> bool:
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
+        return bool(k) and (p[0] == "*" or p[0] == k[0]) and match(p[1:], k[1:])
+
+    return match(pattern.split("."), key.split("."))
+
+
+def queue_belongs_to(queue: str, consumer: str) -> bool:
+    """A BatchConsumer's queue is named after the consumer (`probe.sink`); a nameko event
+    handler's is `evt-<source>-<event_type>--<service>.<method>`, so `billing` and
+    `billing.on_organization_created` both name it."""
+    if queue == consumer:
+        return True
+    if queue.startswith("evt-") and "--" in queue:
+        handler = queue.split("--", 1)[1]
+        return consumer in (handler, handler.split(".", 1)[0])
+    return False
+
+
+def consumer_queues(admin: RabbitAdmin, producer: str, consumer: str) -> dict[str, list[str]]:
+    """The queues of `consumer` bound to `<producer>.events`, each with its binding keys."""
+    exchange = broker.exchange_name(producer)
+    bindings = [b for b in admin.bindings_of_exchange(exchange) if b.get("destination_type") == "queue"]
+    queues: dict[str, list[str]] = {}
+    for b in bindings:
+        if queue_belongs_to(b["destination"], consumer):
+            queues.setdefault(b["destination"], []).append(b["routing_key"])
+    if not queues:
+        known = sorted({b["destination"] for b in bindings})
+        raise CtlError(
+            f"no queue of consumer {consumer!r} is bound to {exchange}; "
+            f"queues bound there: {', '.join(known) or 'none'} (is {consumer} running?)"
+        )
+    return queues
+
+
+def replay(settings: Settings, producer: str, start: int, stop: int | None,
+           queues: dict[str, list[str]]) -> dict[str, int]:
+    """Publish the contract messages of positions start..stop to each queue whose bindings
+    match their routing key, through the default exchange (so only that queue gets them),
+    with publisher confirms. Returns how many messages each queue received."""
+    delivered = {q: 0 for q in queues}
+    with open_store(producer, settings) as (spec, app):
+        publisher = broker.ConfirmingPublisher(settings)
+        try:
+            position = max(start, 1)
+            while stop is None or position <= stop:
+                batch = app.recorder.select_notifications(position, limit=REPLAY_BATCH, stop=stop)
+                if not batch:
+                    break
+                for n in batch:
+                    try:
+                        routed = message_for(spec, app.mapper.to_domain_event(n), n.id)
+                    except ContractError as e:
+                        raise CtlError(f"{producer} position {n.id}: {e}") from None
+                    if routed is None:
+                        continue  # private event: never left the service
+                    routing_key, message = routed
+                    body = broker.encode(message)
+                    for queue, keys in queues.items():
+                        if any(topic_matches(k, routing_key) for k in keys):
+                            publisher.publish("", queue, body, message_id=message["event_id"],
+                                              headers={"x-replayed": True})
+                            delivered[queue] += 1
+                publisher.wait_for_confirms()
+                position = batch[-1].id + 1
+        finally:
+            publisher.close()
+    return delivered
+
+
+# -- projections ---------------------------------------------------------------------------
+
+
+def reset_billing_subscriptions(settings: Settings) -> None:
+    rpc_call(settings, "billing", "reset_subscriptions")
+
+
+def reset_probe_sink(settings: Settings) -> None:
+    from .probe_consumer import SCHEMA
+
+    with db_connect(settings) as conn, conn.transaction():
+        conn.execute(f'DELETE FROM "{SCHEMA}".probe_effects WHERE consumer = %s', ("probe.sink",))
+        conn.execute(f'DELETE FROM "{SCHEMA}".processed_messages WHERE consumer = %s', ("probe.sink",))
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A read model rebuilt by emptying it, then replaying its producer's history to it."""
+
+    name: str
+    producer: str
+    consumer: str
+    description: str
+    reset: Callable[[Settings], None]
+
+
+PROJECTIONS: dict[str, Projection] = {
+    p.name: p
+    for p in (
+        Projection("billing.subscriptions", "orgs", "billing",
+                   "billing's subscription per organization", reset_billing_subscriptions),
+        Projection("probe.sink", "probe", "probe.sink",
+                   "the probe consumer's effects (probe.probe_effects)", reset_probe_sink),
+    )
+}
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    admin = RabbitAdmin(settings, timeout=3)
+    # RPC callers' private reply queues are noise (and exclusive to their connections).
+    queues = [q for q in admin.queues() if not q["name"].startswith("rpc.reply-")]
+    exact = exact_depths(settings, [q["name"] for q in queues])
+    for q in queues:
+        if q["name"] in exact:
+            q["messages_ready"], q["consumers"] = exact[q["name"]]
+            q["messages"] = q["messages_ready"] + q.get("messages_unacknowledged", 0)
+    consumers = {q["name"]: q.get("consumers", 0) for q in queues}
+    problems: list[str] = []
+    down: list[str] = []
+
+    print("processes")
+    health: dict[str, str] = {}
+    live = [s for s in SERVICES if consumers.get(f"rpc-{s}", 0) > 0]
+    if live:
+        ext = nameko_ext()
+        with ext.cluster_rpc(settings, HEALTH_TIMEOUT) as proxy:
+            # Ask every service at once, so a hung one costs one timeout, not one each.
+            replies = {s: proxy[s].health.call_async() for s in live}
+            for s, reply in replies.items():
+                try:
+                    health[s] = str(reply.result().get("status", "?"))
+                except ext.RpcTimeout:
+                    health[s] = f"no answer in {HEALTH_TIMEOUT:g}s"
+                except Exception as e:  # noqa: BLE001 -- report any failure as "down"
+                    health[s] = broker.describe_exception(e).splitlines()[-1]
+    for s in SERVICES:
+        state = health.get(s, "no consumer on rpc queue")
+        up = state == "ok"
+        print(f"  {s:<12} {'up' if up else 'DOWN':<5} {'health ok' if up else state}")
+        if not up:
+            down.append(s)
+
+    url = f"http://{settings.gateway_host}:{settings.gateway_port}/health"
+    try:
+        up = requests.get(url, timeout=HEALTH_TIMEOUT).status_code == 200
+        detail = url
+    except requests.RequestException as e:
+        up, detail = False, f"{url}: {type(e).__name__}"
+    print(f"  {'gateway':<12} {'up' if up else 'DOWN':<5} {detail}")
+    if not up:
+        down.append("gateway")
+
+    with db_connect(settings, autocommit=True) as conn:
+        names = {r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = %s", (settings.db_name,))}
+    missing = [p for p in PRODUCERS if relay_connection_name(p) not in names]
+    print(f"  {'relay':<12} {'DOWN' if missing else 'up':<5} "
+          + (f"not relaying: {', '.join(missing)}" if missing else f"relaying: {', '.join(PRODUCERS)}"))
+    down += [f"relay for {p}" for p in missing]
+
+    print("queues (ready / unacked / consumers; unacked as of the management API's last sample)")
+    width = max([len(q["name"]) for q in queues] + [10])
+    for q in sorted(queues, key=lambda q: q["name"]):
+        flag = ""
+        if q["name"].endswith(".dlq") and q.get("messages", 0):
+            flag = "  DEAD LETTERS"
+            problems.append(f"{q['messages']} dead letter(s) in {q['name']}")
+        print(f"  {q['name']:<{width}} {q.get('messages_ready', 0):>7} {q.get('messages_unacknowledged', 0):>7}"
+              f" {q.get('consumers', 0):>4}{flag}")
+
+    print("relay lag (events stored but not yet published)")
+    for producer, (position, top) in relay_lag(settings).items():
+        print(f"  {producer:<12} position {position} of {top}  lag {top - position}")
+
+    problems = [f"{d} down" for d in down] + problems
+    print("ok" if not problems else "problems: " + "; ".join(problems))
+    return 1 if down else 0
+
+
+def cmd_events_tail(settings: Settings, args: argparse.Namespace) -> int:
+    producers = [args.service] if args.service else list(PRODUCERS)
+    stores = [open_store(p, settings) for p in producers]
+    with contextlib.ExitStack() as stack:
+        opened = {p: stack.enter_context(s) for p, s in zip(producers, stores)}
+        events: list[dict[str, Any]] = []
+        last: dict[str, int] = {}
+        for p, (spec, app) in opened.items():
+            # Read the top first: --follow then starts right after what was shown (or the top).
+            top = app.recorder.max_notification_id() or 0
+            found = newest_notifications(app, args.n)
+            events += [describe_event(p, spec, app, n) for n in found]
+            last[p] = max([top] + [n.id for n in found[-1:]])
+        events.sort(key=lambda e: e["time"])
+        print(EVENT_HEADER)
+        for e in events[-args.n:] if args.n > 0 else []:
+            print(format_event(e))
+        if not args.follow:
+            return 0
+        sys.stdout.flush()
+        with db_connect(settings, autocommit=True) as conn:
+            for spec, _ in opened.values():
+                conn.execute(f"LISTEN {events_channel(spec.application)}")
+            try:
+                while True:
+                    for p, (spec, app) in opened.items():
+                        for n in app.recorder.select_notifications(last[p], limit=1000, inclusive_of_start=False):
+                            print(format_event(describe_event(p, spec, app, n)), flush=True)
+                            last[p] = n.id
+                    # Wake when a store says it has new events (or after a second anyway).
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        pass
+            except KeyboardInterrupt:
+                return 0
+
+
+def cmd_events_list(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        originator = uuid.UUID(args.aggregate)
+    except ValueError:
+        raise CtlError(f"--aggregate must be an aggregate id (a UUID), not {args.aggregate!r}") from None
+    producers = [args.service] if args.service else list(PRODUCERS)
+    found = 0
+    print(EVENT_HEADER)
+    for p in producers:
+        with open_store(p, settings) as (spec, app):
+            recorder: Any = app.recorder
+            # The recorder has no "notifications of one aggregate" query; read its table.
+            with recorder.datastore.get_connection() as conn:
+                rows = conn.execute(
+                    f'SELECT notification_id, originator_version, topic, state FROM '
+                    f'"{recorder.datastore.schema}"."{recorder.events_table_name}" '
+                    "WHERE originator_id = %s ORDER BY originator_version",
+                    (originator,),
+                ).fetchall()
+            for r in rows:
+                n = Notification(id=r["notification_id"], originator_id=originator,
+                                 originator_version=r["originator_version"], topic=r["topic"], state=bytes(r["state"]))
+                print(format_event(describe_event(p, spec, app, n)))
+                found += 1
+    if not found:
+        raise CtlError(f"no stored events for aggregate {originator} in {', '.join(producers)}")
+    return 0
+
+
+def cmd_events_replay(settings: Settings, args: argparse.Namespace) -> int:
+    if args.to is not None and args.to < args.from_:
+        raise CtlError(f"--to {args.to} is before --from {args.from_}")
+    queues = consumer_queues(RabbitAdmin(settings), args.service, args.consumer)
+    delivered = replay(settings, args.service, args.from_, args.to, queues)
+    span = f"{args.from_}..{args.to if args.to is not None else 'end'}"
+    for queue, n in delivered.items():
+        print(f"delivered {n} message(s) from {args.service} positions {span} to {queue}")
+    return 0
+
+
+def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    projection = PROJECTIONS.get(args.name)
+    if projection is None:
+        raise CtlError(f"unknown projection {args.name!r}; rebuildable: {', '.join(PROJECTIONS)}")
+    # Find the consumer's queues before emptying anything: a rebuild that cannot replay
+    # must not leave the read model empty.
+    queues = consumer_queues(RabbitAdmin(settings), projection.producer, projection.consumer)
+    projection.reset(settings)
+    print(f"reset {projection.name}")
+    delivered = replay(settings, projection.producer, 1, None, queues)
+    for queue, n in delivered.items():
+        print(f"delivered {n} message(s) from {projection.producer} positions 1..end to {queue}")
+    return 0
+
+
+def cmd_projections_list(settings: Settings, args: argparse.Namespace) -> int:
+    for p in PROJECTIONS.values():
+        print(f"{p.name:<24} {p.producer} -> {p.consumer}: {p.description}")
+    return 0
+
+
+def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
+    user = rpc_call(settings, "orgs", "register_user", args.email, args.password, {"actor": "platformctl"})
+    print(f"created user {user['id']} {user['email']}")
+    return 0
+
+
+def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
+    issued = rpc_call(settings, "orgs", "issue_token", args.email, args.name, {"actor": "platformctl"})
+    # Only the token on stdout, so `T=$(platformctl tokens create ...)` works.
+    print(issued["token"])
+    print(f"personal access token {issued['name']!r} for {args.email}; shown once, stored only as a hash",
+          file=sys.stderr)
+    return 0
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        # Every failure exits 1 (argparse would use 2 for usage errors).
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def count(text: str) -> int:
+    """A position or a number of events: an integer >= 0."""
+    if not re.fullmatch(r"\d+", text):
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return int(text)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="platformctl", description="Operate the platform: status, events, replay, projections.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser("status", help="processes, queue depths, relay lag")
+    status.set_defaults(func=cmd_status)
+
+    events = commands.add_parser("events", help="read or replay a service's stored events")
+    ev = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
+    tail = ev.add_parser("tail", help="the newest stored events")
+    tail.add_argument("--service", choices=list(PRODUCERS), help="one producer (default: all)")
+    tail.add_argument("-n", type=count, default=20, help="how many events (default 20)")
+    tail.add_argument("--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C")
+    tail.set_defaults(func=cmd_events_tail)
+    lst = ev.add_parser("list", help="every stored event of one aggregate, in version order")
+    lst.add_argument("--aggregate", required=True, metavar="ID", help="the aggregate's id (originator id)")
+    lst.add_argument("--service", choices=list(PRODUCERS), help="one producer (default: all)")
+    lst.set_defaults(func=cmd_events_list)
+    rp = ev.add_parser("replay", help="re-deliver a range of history to one consumer's queue(s)")
+    rp.add_argument("--service", required=True, choices=list(PRODUCERS), help="producer whose history to replay")
+    rp.add_argument("--from", dest="from_", required=True, type=count, metavar="N", help="first position")
+    rp.add_argument("--to", type=count, metavar="M", help="last position (default: the newest)")
+    rp.add_argument("--consumer", required=True, metavar="C",
+                    help="consumer: a queue name (probe.sink), a service (billing) or service.method")
+    rp.set_defaults(func=cmd_events_replay)
+
+    projections = commands.add_parser("projections", help="rebuild read models")
+    pj = projections.add_subparsers(dest="projections_command", required=True, metavar="SUBCOMMAND")
+    rebuild = pj.add_parser("rebuild", help="empty a read model and replay its history from position 0")
+    rebuild.add_argument("name", metavar="NAME", help=f"one of: {', '.join(PROJECTIONS)}")
+    rebuild.set_defaults(func=cmd_projections_rebuild)
+    pj.add_parser("list", help="rebuildable read models").set_defaults(func=cmd_projections_list)
+
+    users = commands.add_parser("users", help="bootstrap users")
+    us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
+    uc = us.add_parser("create", help="create a user")
+    uc.add_argument("--email", required=True)
+    uc.add_argument("--password", required=True)
+    uc.set_defaults(func=cmd_users_create)
+
+    tokens = commands.add_parser("tokens", help="personal access tokens")
+    tk = tokens.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
+    tc = tk.add_parser("create", help="issue a token (sbp_...) for a user; prints it once")
+    tc.add_argument("--email", required=True)
+    tc.add_argument("--name", default="platformctl", help="a label for the token")
+    tc.set_defaults(func=cmd_tokens_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    try:
+        return int(args.func(settings, args))
+    except CtlError as e:
+        print(f"error: {e}", file=sys.stderr)
+    except psycopg.OperationalError as e:
+        print(f"error: PostgreSQL at {settings.db_host}:{settings.db_port} "
+              f"(database {settings.db_name}): {str(e).strip()}", file=sys.stderr)
+    except requests.RequestException as e:
+        why = f"unreachable ({type(e).__name__})" if isinstance(e, requests.ConnectionError) else str(e)
+        print(f"error: RabbitMQ management API at {settings.rabbitmq_management_url}: {why}", file=sys.stderr)
+    except (OSError, amqp.exceptions.AMQPError, broker.PublishError) as e:
+        print(f"error: RabbitMQ at {settings.amqp_host}:{settings.amqp_port} "
+              f"(vhost {settings.amqp_vhost}): {broker.describe_exception(e)}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
