@@ -12,6 +12,7 @@ STATUS_BY_ERROR: dict[str, int] = {
     "NotFound": 404,
     "Conflict": 409,
     "Gone": 410,
+    "LimitExceeded": 402,
 }
 
 

@@ -7,7 +7,7 @@ Request schemas refuse unknown fields.
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
 ROLE = validate.OneOf(["owner", "admin", "member"])
 NAME = validate.Length(min=1, max=256)
@@ -179,3 +179,128 @@ class Error(Schema):
     message = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          metadata={"description": "Messages per request field, when the input was invalid"})
+
+
+# ---- v1: projects -----------------------------------------------------------------------------
+
+REGIONS = ["us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-east-1", "ap-southeast-1", "ap-northeast-1",
+           "ap-northeast-2", "ap-southeast-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-central-1",
+           "eu-central-2", "ca-central-1", "ap-south-1", "sa-east-1"]
+STATUSES = ["INACTIVE", "ACTIVE_HEALTHY", "ACTIVE_UNHEALTHY", "COMING_UP", "UNKNOWN", "GOING_DOWN", "INIT_FAILED",
+            "REMOVED", "RESTORING", "UPGRADING", "PAUSING", "RESTORE_FAILED", "RESTARTING", "PAUSE_FAILED", "RESIZING"]
+
+
+class V1CreateProjectBody(Strict):
+    db_pass = fields.String(required=True, validate=validate.Length(min=8, max=256),
+                            metadata={"description": "Password of the tenant's postgres login"})
+    name = fields.String(required=True, validate=NAME)
+    organization_id = fields.String(metadata={"description": "Deprecated: use organization_slug"})
+    organization_slug = fields.String(validate=validate.Regexp(r"^[\w-]+$"))
+    plan = fields.String(validate=validate.OneOf(["free", "pro"]), metadata={"description": "Ignored: plans are per organization"})
+    region = fields.String(validate=validate.OneOf(REGIONS))
+    region_selection = fields.Dict()
+    kps_enabled = fields.Boolean()
+    desired_instance_size = fields.String()
+    template_url = fields.Url()
+
+
+class Database(Schema):
+    host = fields.String(required=True)
+    version = fields.String(required=True)
+    postgres_engine = fields.String(required=True)
+    release_channel = fields.String(required=True)
+
+
+class V1ProjectResponse(Schema):
+    id = fields.String(required=True)
+    ref = fields.String(required=True)
+    organization_id = fields.String(required=True)
+    organization_slug = fields.String(required=True)
+    name = fields.String(required=True)
+    region = fields.String(required=True)
+    created_at = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+
+
+class V1ProjectWithDatabaseResponse(V1ProjectResponse):
+    database = fields.Nested(Database, required=True)
+
+
+class Progress(Schema):
+    operation = fields.String(required=True)
+    step = fields.String(allow_none=True, required=True)
+    step_index = fields.Integer(required=True)
+    total_steps = fields.Integer(required=True)
+    reason = fields.String(allow_none=True, required=True, metadata={"description": "Why the last operation failed"})
+
+
+class Connection(Schema):
+    db_host = fields.String(required=True)
+    db_port = fields.Integer(required=True)
+    db_name = fields.String(required=True)
+    db_user = fields.String(required=True)
+    bucket = fields.String(required=True)
+
+
+class ProjectDetail(V1ProjectWithDatabaseResponse):
+    progress = fields.Nested(Progress, required=True)
+    connection = fields.Nested(Connection, allow_none=True, required=True)
+
+
+class V1ProjectRefResponse(Schema):
+    id = fields.Integer(required=True)
+    ref = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class ApiKeyResponse(Schema):
+    name = fields.String(required=True)
+    api_key = fields.String(allow_none=True)
+    id = fields.String(allow_none=True)
+    type = fields.String(allow_none=True, validate=validate.OneOf(["legacy", "publishable", "secret"]))
+    prefix = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    hash = fields.String(allow_none=True)
+    secret_jwt_template = fields.Dict(allow_none=True)
+    inserted_at = fields.String(allow_none=True)
+    updated_at = fields.String(allow_none=True)
+
+
+class V1ServiceHealthResponse(Schema):
+    name = fields.String(required=True)
+    healthy = fields.Boolean(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["COMING_UP", "ACTIVE_HEALTHY", "UNHEALTHY"]))
+    error = fields.String()
+
+
+class V1PostgrestConfigResponse(Schema):
+    db_schema = fields.String(required=True)
+    max_rows = fields.Integer(required=True)
+    db_extra_search_path = fields.String(required=True)
+    db_pool = fields.Integer(allow_none=True, required=True)
+
+
+class PostgrestConfigWithJWTSecretResponse(V1PostgrestConfigResponse):
+    jwt_secret = fields.String()
+
+
+class V1UpdatePostgrestConfigBody(Strict):
+    db_extra_search_path = fields.String()
+    db_schema = fields.String()
+    max_rows = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000))
+    db_pool = fields.Integer(strict=True, validate=validate.Range(min=0, max=1000))
+
+
+class AuthConfig(Schema):
+    """All of GoTrue's settings as v1 names them (see services/projects/auth_config_fields.py)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class SettingChange(Schema):
+    at = fields.String(required=True)
+    setting = fields.String(required=True, validate=validate.OneOf(["postgrest", "auth", "jwt_secret"]))
+    changes = fields.Dict(required=True)
+    actor_id = fields.String(allow_none=True, required=True)
+    version = fields.Integer(required=True)

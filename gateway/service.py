@@ -27,6 +27,7 @@ class GatewayService:
 
     orgs = RpcProxy("orgs")
     billing = RpcProxy("billing")
+    projects = RpcProxy("projects")
     sessions: Any = ApplicationProvider(_sessions)
     settings: Any = SettingsProvider()
 

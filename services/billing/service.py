@@ -31,6 +31,10 @@ class BillingService:
     def get_subscription(self, org_slug: str) -> dict[str, Any]:
         return self.subscriptions.get(org_slug)
 
+    @rpc(expected_exceptions=EXPECTED)
+    def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+        return self.subscriptions.entitlements(org_slug)
+
     @rpc
     def reset_subscriptions(self) -> None:
         self.subscriptions.reset()

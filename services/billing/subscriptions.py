@@ -13,6 +13,8 @@ from psycopg_pool import ConnectionPool
 from services.shared.consuming import claim
 from services.shared.errors import NotFound
 
+from .plans import entitlements, load_plans
+
 SCHEMA = "billing"
 CONSUMER = "billing.subscriptions"
 DDL = """
@@ -26,8 +28,9 @@ CREATE TABLE IF NOT EXISTS {schema}.subscriptions (
 
 
 class Subscriptions:
-    def __init__(self, pool: ConnectionPool):
+    def __init__(self, pool: ConnectionPool, plans: dict[str, dict[str, Any]] | None = None):
         self.pool = pool
+        self.plans = plans if plans is not None else load_plans()
 
     def close(self) -> None:
         self.pool.close()
@@ -52,6 +55,15 @@ class Subscriptions:
         if row is None:
             raise NotFound(f"no subscription for organization {org_slug}")
         return {"org_slug": row[0], "plan": row[1], "started_at": row[2].isoformat()}
+
+    def entitlements(self, org_slug: str) -> dict[str, Any]:
+        """What the org's plan allows. Every organization starts on free, so an org whose
+        organization_created billing has not processed yet is on free too."""
+        try:
+            plan = self.get(org_slug)["plan"]
+        except NotFound:
+            plan = "free"
+        return entitlements(self.plans, plan)
 
     def reset(self) -> None:
         """Empty the read model and its processed-message marks (for a rebuild from 0)."""

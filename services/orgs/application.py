@@ -290,6 +290,13 @@ class OrgsApplication(Application):
             u.left(org_slug=slug, meta=meta)
         self.save(org, *users)
 
+    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+        """For other services: may this user do `action` in this org? Returns the org and role."""
+        if action not in permissions.BY_NAME:
+            raise InvalidInput(f"action: unknown action {action}")
+        org = self._authorized(user_id, slug, action)
+        return {"slug": org.slug, "name": org.name, "role": org.role_of(user_id)}
+
     # ===== members =============================================================================
     def list_members(self, user_id: str, slug: str) -> list[dict[str, Any]]:
         org = self._authorized(user_id, slug, "members.read")

@@ -36,6 +36,11 @@ MATRIX: tuple[Action, ...] = (
     _a("invitations.read", "owner,admin", "List pending and past invitations"),
     _a("invitations.manage", "owner,admin", "Resend or revoke invitations"),
     _a("audit.read", "owner,admin", "Read the organization's audit log"),
+    _a("projects.read", "owner,admin,member", "See projects, their status, settings and anon key"),
+    _a("projects.create", "owner,admin", "Create projects"),
+    _a("projects.manage", "owner,admin", "Pause, restore and change project settings"),
+    _a("projects.delete", "owner,admin", "Delete projects"),
+    _a("projects.secrets", "owner,admin", "Reveal the service_role key and rotate the JWT secret"),
 )
 
 BY_NAME = {a.name: a for a in MATRIX}

@@ -94,6 +94,10 @@ class OrgsService:
     def delete_organization(self, user_id: str, slug: str, ctx: Ctx = None) -> None:
         self.app.delete_organization(user_id, slug, ProjectsViaRpc(self.projects), ctx)
 
+    @rpc(expected_exceptions=EXPECTED)
+    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+        return self.app.authorize(user_id, slug, action)
+
     # members
     @rpc(expected_exceptions=EXPECTED)
     def list_members(self, user_id: str, slug: str) -> list[dict[str, Any]]:

@@ -1,43 +1,123 @@
-"""projects nameko entrypoint. Project lifecycle arrives with its own issue; for now the
-service owns the project read model that other services ask about (e.g. orgs, before
-deleting an organization, asks how many projects it still has)."""
+"""projects nameko entrypoint: RPC for the gateway and the provisioner, and handlers for
+the provisioner's outcomes. Translates only; rules live in the application."""
 
 import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 
-from services.shared.nameko_ext import ApplicationProvider, make_pool
+from services.shared.errors import EXPECTED
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
 
-DDL = """
-CREATE TABLE IF NOT EXISTS {schema}.projects (
-    ref text PRIMARY KEY,
-    org_slug text NOT NULL,
-    name text NOT NULL,
-    status text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS projects_org_idx ON {schema}.projects (org_slug);
-"""
+from .application import ProjectsApplication
+from .bootstrap import build
+
+Ctx = dict[str, Any] | None
 
 
 class ProjectsService:
     name = "projects"
 
-    db = ApplicationProvider(lambda s: make_pool(s, "projects", DDL, max_size=4))
+    app: ProjectsApplication = ApplicationProvider(build)
+    orgs = RpcProxy("orgs")
+    billing = RpcProxy("billing")
+    provisioner = RpcProxy("provisioner")
 
     @rpc
     def health(self) -> dict[str, Any]:
-        with self.db.connection() as conn:
-            conn.execute("SELECT 1")
+        self.app.recorder.max_notification_id()
         return {"service": self.name, "status": "ok"}
 
-    @rpc
+    # -- users (through the gateway) ---------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def create_project(self, user_id: str, body: dict[str, Any], idempotency_key: str | None = None,
+                       ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.create_project(user_id, body, RemotePort(self.orgs), RemotePort(self.billing),
+                                       idempotency_key, ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_projects(self, user_id: str) -> list[dict[str, Any]]:
+        return self.app.list_projects(user_id, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_project(self, user_id: str, ref: str) -> dict[str, Any]:
+        return self.app.get_project(user_id, ref, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def pause_project(self, user_id: str, ref: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.pause_project(user_id, ref, RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def restore_project(self, user_id: str, ref: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.restore_project(user_id, ref, RemotePort(self.orgs), RemotePort(self.billing), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def delete_project(self, user_id: str, ref: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.delete_project(user_id, ref, RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def api_keys(self, user_id: str, ref: str) -> list[dict[str, Any]]:
+        return self.app.api_keys(user_id, ref, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def rotate_jwt_secret(self, user_id: str, ref: str, ctx: Ctx = None) -> list[dict[str, Any]]:
+        return self.app.rotate_jwt_secret(user_id, ref, RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def project_health(self, user_id: str, ref: str, services: list[str]) -> list[dict[str, Any]]:
+        return self.app.health(user_id, ref, services, RemotePort(self.orgs), RemotePort(self.provisioner))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_postgrest(self, user_id: str, ref: str) -> dict[str, Any]:
+        return self.app.get_postgrest(user_id, ref, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def update_postgrest(self, user_id: str, ref: str, changes: dict[str, Any], ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.update_postgrest(user_id, ref, changes, RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_auth_config(self, user_id: str, ref: str) -> dict[str, Any]:
+        return self.app.get_auth_config(user_id, ref, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def update_auth_config(self, user_id: str, ref: str, changes: dict[str, Any], ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.update_auth_config(user_id, ref, changes, RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def settings_history(self, user_id: str, ref: str) -> list[dict[str, Any]]:
+        return self.app.settings_history(user_id, ref, RemotePort(self.orgs))
+
+    # -- other services ------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
     def count_projects(self, org_slug: str) -> int:
-        """Projects of an organization that still exist (not removed)."""
-        with self.db.connection() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM projects.projects WHERE org_slug = %s AND status <> 'REMOVED'", (org_slug,)
-            ).fetchone()
-        return int(row[0]) if row else 0
+        return self.app.count_projects(org_slug)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_tenant_credentials(self, ref: str) -> dict[str, str]:
+        return self.app.get_tenant_credentials(ref)
+
+    # -- provisioner outcomes ------------------------------------------------------------------
+    @reliable_handler("provisioner", "provisioning_step_started")
+    def on_step_started(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_progress(envelope)
+
+    @reliable_handler("provisioner", "project_provisioned")
+    def on_provisioned(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_completion(envelope, "create")
+
+    @reliable_handler("provisioner", "project_paused")
+    def on_paused(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_completion(envelope, "pause")
+
+    @reliable_handler("provisioner", "project_restored")
+    def on_restored(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_completion(envelope, "restore")
+
+    @reliable_handler("provisioner", "project_removed")
+    def on_removed(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_completion(envelope, "delete")
+
+    @reliable_handler("provisioner", "provisioning_failed")
+    def on_failed(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_failure(envelope)

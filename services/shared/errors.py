@@ -22,4 +22,9 @@ class Conflict(PlatformError):
 class Gone(PlatformError):
     """The thing existed but can no longer be used (expired, revoked, already used)."""
 
-EXPECTED = (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, Gone)
+class LimitExceeded(PlatformError):
+    """The organization's plan does not allow this; the message names the limit and the plan."""
+
+
+EXPECTED = (InvalidInput, Unauthorized, Forbidden, NotFound, Conflict, Gone, LimitExceeded)
+BY_NAME = {cls.__name__: cls for cls in EXPECTED}

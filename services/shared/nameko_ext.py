@@ -19,6 +19,7 @@ from nameko.messaging import QueueConsumer
 from psycopg_pool import ConnectionPool
 
 from . import broker
+from .errors import BY_NAME
 from .contracts import ContractError, parse_message
 from .db import ensure_schema
 from .eventstore import open_application
@@ -37,6 +38,29 @@ def cluster_rpc(settings: Settings, timeout: float) -> Iterator[Any]:
 
     with ClusterRpcProxy({"AMQP_URI": settings.amqp_uri}, timeout=timeout) as proxy:
         yield proxy
+
+
+class RemotePort:
+    """Wraps an RPC proxy for application code: calls go through, and a remote service's
+    expected errors come back as the same shared error classes (not nameko's RemoteError),
+    so applications never see the transport."""
+
+    def __init__(self, proxy: Any):
+        self._proxy = proxy
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        remote = getattr(self._proxy, method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return remote(*args, **kwargs)
+            except RemoteError as e:
+                cls = BY_NAME.get(e.exc_type or "")
+                if cls is None:
+                    raise
+                raise cls(e.value) from None
+
+        return call
 
 
 class SettingsProvider(DependencyProvider):

@@ -56,6 +56,39 @@ def orgs_scenario(app: Any) -> None:
     app.delete_organization(bob["id"], slug, NoProjects(), {**CTX, "actor": bob["id"]})
 
 
+def projects_scenario(app: Any) -> None:
+    import uuid
+
+    from services.shared.crypto import SecretBox
+
+    app.box = SecretBox(b"k" * 32)
+
+    class Orgs:
+        def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+            return {"slug": slug, "name": slug, "role": "owner"}
+
+    class Billing:
+        def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+            return {"plan": "pro", "max_projects": None}
+
+    def outcome(ref: str, operation: str, **extra: Any) -> None:
+        env = {"event_id": str(uuid.uuid4()),
+               "payload": {"ref": ref, "operation_id": app._project(ref).operation_id, **extra}}
+        app.apply_completion(env, operation)
+
+    owner = "6b6fb872-a5ee-4210-a763-79eee06c21f6"
+    body = {"name": "Acme App", "organization_slug": "acme-inc", "db_pass": "tenant password", "region": "eu-west-1"}
+    ref = app.create_project(owner, body, Orgs(), Billing(), None, CTX)["ref"]
+    conn = {"db_host": "127.0.0.1", "db_port": 5432, "db_name": ref, "db_user": f"postgres.{ref}", "bucket": f"sp-{ref}"}
+    outcome(ref, "create", connection=conn)
+    app.pause_project(owner, ref, Orgs(), CTX)
+    outcome(ref, "pause", backup_bytes=1024)
+    app.restore_project(owner, ref, Orgs(), Billing(), CTX)
+    outcome(ref, "restore", connection=conn)
+    app.delete_project(owner, ref, Orgs(), CTX)
+    outcome(ref, "delete")
+
+
 def probe_scenario(app: Any) -> None:
     app.record_batch("run-1", [0, 1, 2], fail_seqs=frozenset({2}))
 
@@ -64,6 +97,7 @@ def probe_scenario(app: Any) -> None:
 # with the command that emits it (test_scenarios_cover_every_contract says which).
 SCENARIOS: dict[str, Callable[[Any], None]] = {
     "orgs": orgs_scenario,
+    "projects": projects_scenario,
     "probe": probe_scenario,
 }
 

@@ -209,6 +209,9 @@ def perform(app: OrgsApplication, action: str, slug: str, actor: dict[str, Any],
         app.revoke_invitation(uid, slug, inv["id"])
     elif action == "audit.read":
         app.audit_log(uid, slug)
+    elif action.startswith("projects."):
+        # The projects service asks orgs this exact question before acting.
+        assert app.authorize(uid, slug, action)["role"] in ("owner", "admin", "member")
     else:  # pragma: no cover
         raise AssertionError(f"matrix action {action} has no scenario")
 

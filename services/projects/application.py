@@ -1,0 +1,449 @@
+"""projects application: create, list, pause, restore, delete projects; credentials and
+settings; applies provisioner outcomes. One method per command, one save each.
+
+Imports the domain, eventsourcing, shared errors/crypto and its own helpers. Ports: `orgs`
+(authorize), `billing` (entitlements), `provisioner` (tenant health), passed per call by
+the service; `box` (secrets at rest) set by bootstrap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import string
+import time
+import uuid
+import zlib
+from typing import Any, Callable, Protocol
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from services.shared.crypto import SecretBox
+from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound
+
+from . import keys
+from .auth_config_fields import FIELDS as AUTH_FIELDS
+from .domain import IdempotencyRecord, OrgProjects, Project, RuleViolation
+
+REF_RE = re.compile(r"^[a-z]{20}$")
+REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-east-1", "ap-southeast-1", "ap-northeast-1",
+           "ap-northeast-2", "ap-southeast-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-central-1",
+           "eu-central-2", "ca-central-1", "ap-south-1", "sa-east-1")
+SMART_GROUPS = {"americas": "us-east-1", "emea": "eu-central-1", "apac": "ap-southeast-1"}
+POSTGRES_VERSION = "15"
+
+
+class OrgsPort(Protocol):
+    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]: ...
+    def list_organizations(self, user_id: str) -> list[dict[str, Any]]: ...
+
+
+class BillingPort(Protocol):
+    def get_entitlements(self, org_slug: str) -> dict[str, Any]: ...
+
+
+class ProvisionerPort(Protocol):
+    def check_tenant(self, ref: str) -> dict[str, Any]: ...
+
+
+def new_ref() -> str:
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(20))
+
+
+def meta_of(ctx: dict[str, Any] | None) -> dict[str, Any]:
+    ctx = ctx or {}
+    return {k: ctx.get(k) for k in ("actor", "correlation_id", "causation_id")}
+
+
+class ProjectsApplication(Application):
+    name = "projects"
+
+    box: SecretBox
+    db_host: str = "127.0.0.1"
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    # ===== create ==============================================================================
+    def create_project(self, user_id: str, body: dict[str, Any], orgs: OrgsPort, billing: BillingPort,
+                       idempotency_key: str | None = None, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        name, org_slug, db_pass, region = self._check_create(body)
+        orgs.authorize(user_id, org_slug, "projects.create")
+        request_hash = hashlib.sha256(json.dumps([name, org_slug, db_pass, region]).encode()).hexdigest()
+        if idempotency_key is not None:
+            if not (1 <= len(idempotency_key) <= 255):
+                raise InvalidInput("Idempotency-Key: 1 to 255 characters")
+            earlier = self._idempotent_result(user_id, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier
+        entitlements = billing.get_entitlements(org_slug)
+        meta = meta_of(ctx)
+        for _ in range(20):
+            ref = new_ref()
+            org_projects = self._org_projects(org_slug)
+            self._check_limit(org_projects, entitlements, adding=ref)
+            secret = keys.new_jwt_secret()
+            project = Project(ref=ref, org_slug=org_slug, name=name, region=region,
+                              db_pass_enc=self.box.encrypt(db_pass, ref), jwt_secret_enc=self.box.encrypt(secret, ref),
+                              keys_issued_at=int(self.clock()), operation_id=str(uuid.uuid4()), meta=meta)
+            org_projects.add(ref=ref)
+            pending: list[Any] = [project, org_projects]
+            if idempotency_key is not None:
+                pending.append(IdempotencyRecord(scope=user_id, key=idempotency_key, request_hash=request_hash, ref=ref))
+            try:
+                self.save(*pending)
+                return self._view(project)
+            except IntegrityError:
+                # Another create for this org (or with this key) won the race: look again.
+                if idempotency_key is not None:
+                    earlier = self._idempotent_result(user_id, idempotency_key, request_hash)
+                    if earlier is not None:
+                        return earlier
+        raise Conflict("too many concurrent changes to this organization's projects; try again")
+
+    def _check_create(self, body: dict[str, Any]) -> tuple[str, str, str, str]:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+            raise InvalidInput("name: 1 to 256 characters")
+        org_slug = body.get("organization_slug") or body.get("organization_id")
+        if not isinstance(org_slug, str) or not re.match(r"^[\w-]{1,64}$", org_slug):
+            raise InvalidInput("organization_slug: required, an organization slug")
+        db_pass = body.get("db_pass")
+        if not isinstance(db_pass, str) or len(db_pass) < 8 or len(db_pass) > 256:
+            raise InvalidInput("db_pass: at least 8 characters")
+        region = body.get("region")
+        selection = body.get("region_selection")
+        if region is not None and selection is not None:
+            raise InvalidInput("region: give region or region_selection, not both")
+        if isinstance(selection, dict):
+            if selection.get("type") == "specific":
+                region = selection.get("code")
+            elif selection.get("type") == "smartGroup" and selection.get("code") in SMART_GROUPS:
+                region = SMART_GROUPS[selection["code"]]
+            else:
+                raise InvalidInput("region_selection: type specific with a region code, or smartGroup "
+                                   "with americas, emea or apac")
+        region = region or "us-east-1"
+        if region not in REGIONS:
+            raise InvalidInput(f"region: unknown region {region!r}; one of {', '.join(REGIONS)}")
+        return name.strip(), org_slug, db_pass, region
+
+    def _idempotent_result(self, user_id: str, key: str, request_hash: str) -> dict[str, Any] | None:
+        try:
+            rec: IdempotencyRecord = self.repository.get(IdempotencyRecord.create_id(scope=user_id, key=key))
+        except AggregateNotFoundError:
+            return None
+        if rec.request_hash != request_hash:
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        return self._view(self._project(rec.ref))
+
+    def _check_limit(self, org_projects: OrgProjects, entitlements: dict[str, Any], adding: str) -> None:
+        limit = entitlements.get("max_projects")
+        if limit is not None and adding not in org_projects.active and len(org_projects.active) >= limit:
+            raise LimitExceeded(
+                f"the {entitlements.get('plan', 'current')} plan allows at most {limit} active projects per "
+                f"organization ({len(org_projects.active)} active); pause or delete one, or upgrade the plan")
+
+    # ===== lifecycle ===========================================================================
+    def pause_project(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.manage", orgs)
+        with _rules():
+            project.request_pause(operation_id=str(uuid.uuid4()), meta=meta_of(ctx))
+        self.save(project)
+        return self._view(project)
+
+    def restore_project(self, user_id: str, ref: str, orgs: OrgsPort, billing: BillingPort,
+                        ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.manage", orgs)
+        org_projects = self._org_projects(project.org_slug)
+        self._check_limit(org_projects, billing.get_entitlements(project.org_slug), adding=ref)
+        with _rules():
+            project.request_restore(operation_id=str(uuid.uuid4()), meta=meta_of(ctx))
+        org_projects.set_active(ref, True)
+        self._save_retrying(project, org_projects)
+        return self._view(project)
+
+    def delete_project(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.delete", orgs)
+        with _rules():
+            project.request_deletion(operation_id=str(uuid.uuid4()), meta=meta_of(ctx))
+        self.save(project)
+        return self._view(project)
+
+    # ===== reads ===============================================================================
+    def get_project(self, user_id: str, ref: str, orgs: OrgsPort) -> dict[str, Any]:
+        return self._view(self._authorized(user_id, ref, "projects.read", orgs), detail=True)
+
+    def list_projects(self, user_id: str, orgs: OrgsPort) -> list[dict[str, Any]]:
+        out = []
+        for org in orgs.list_organizations(user_id):
+            for ref in self._org_projects(org["slug"]).refs:
+                project = self._project(ref)
+                if project.status != "REMOVED":
+                    out.append(self._view(project))
+        return out
+
+    def count_projects(self, org_slug: str) -> int:
+        """Projects of an organization that still exist (any status but REMOVED)."""
+        org_projects = self._org_projects(org_slug)
+        return sum(1 for ref in org_projects.refs if self._project(ref).status != "REMOVED")
+
+    def api_keys(self, user_id: str, ref: str, orgs: OrgsPort) -> list[dict[str, Any]]:
+        project = self._authorized(user_id, ref, "projects.read", orgs)
+        self._require_live(project)
+        secret = self.box.decrypt(project.jwt_secret_enc, ref)
+        out = [{"name": "anon", "api_key": keys.api_key(secret, ref, "anon", project.keys_issued_at)}]
+        role = orgs.authorize(user_id, project.org_slug, "projects.read")["role"]
+        if role in ("owner", "admin"):
+            out.append({"name": "service_role",
+                        "api_key": keys.api_key(secret, ref, "service_role", project.keys_issued_at)})
+        return [{**k, "id": k["name"], "type": "legacy", "description": None, "prefix": None, "hash": None,
+                 "secret_jwt_template": None, "inserted_at": None, "updated_at": None} for k in out]
+
+    def rotate_jwt_secret(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        project = self._authorized(user_id, ref, "projects.secrets", orgs)
+        self._require_live(project)
+        with _rules():
+            project.rotate_jwt_secret(jwt_secret_enc=self.box.encrypt(keys.new_jwt_secret(), ref),
+                                      keys_issued_at=int(self.clock()), meta=meta_of(ctx))
+        self.save(project)
+        return self.api_keys(user_id, ref, orgs)
+
+    def health(self, user_id: str, ref: str, services: list[str], orgs: OrgsPort,
+               provisioner: ProvisionerPort) -> list[dict[str, Any]]:
+        project = self._authorized(user_id, ref, "projects.read", orgs)
+        state = provisioner.check_tenant(ref) if project.status in ("ACTIVE_HEALTHY", "ACTIVE_UNHEALTHY") else {}
+        out = []
+        for name in services:
+            if project.status == "COMING_UP":
+                out.append({"name": name, "healthy": False, "status": "COMING_UP"})
+                continue
+            check = state.get(name)
+            if check is None:
+                out.append({"name": name, "healthy": False, "status": "UNHEALTHY",
+                            "error": f"{name} is not run by this platform's driver"
+                            if project.status.startswith("ACTIVE") else f"project is {project.status}"})
+            else:
+                ok = bool(check.get("healthy"))
+                item = {"name": name, "healthy": ok, "status": "ACTIVE_HEALTHY" if ok else "UNHEALTHY"}
+                if not ok and check.get("error"):
+                    item["error"] = str(check["error"])
+                out.append(item)
+        return out
+
+    # ===== settings ============================================================================
+    def get_postgrest(self, user_id: str, ref: str, orgs: OrgsPort) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.read", orgs)
+        return dict(project.postgrest)
+
+    def update_postgrest(self, user_id: str, ref: str, changes: dict[str, Any], orgs: OrgsPort,
+                         ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.manage", orgs)
+        limits = {"max_rows": (0, 1_000_000), "db_pool": (0, 1000)}
+        for key, value in changes.items():
+            if key in ("db_schema", "db_extra_search_path"):
+                if not isinstance(value, str) or len(value) > 1024:
+                    raise InvalidInput(f"{key}: must be a string")
+            elif key in limits:
+                lo, hi = limits[key]
+                if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                    raise InvalidInput(f"{key}: an integer from {lo} to {hi}")
+            else:
+                raise InvalidInput(f"{key}: unknown field")
+        real = {k: v for k, v in changes.items() if project.postgrest.get(k) != v}
+        if real:
+            project.change_postgrest(changes=real, meta=meta_of(ctx))
+            self.save(project)
+        return dict(project.postgrest)
+
+    def get_auth_config(self, user_id: str, ref: str, orgs: OrgsPort) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.read", orgs)
+        return self._auth_view(project)
+
+    def update_auth_config(self, user_id: str, ref: str, changes: dict[str, Any], orgs: OrgsPort,
+                           ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        project = self._authorized(user_id, ref, "projects.manage", orgs)
+        for key, value in changes.items():
+            _check_auth_field(key, value)
+        current = self._auth_view(project)
+        real = {k: v for k, v in changes.items() if current.get(k) != v}
+        if real:
+            project.change_auth(changes=real, meta=meta_of(ctx))
+            self.save(project)
+        return self._auth_view(project)
+
+    def settings_history(self, user_id: str, ref: str, orgs: OrgsPort) -> list[dict[str, Any]]:
+        project = self._authorized(user_id, ref, "projects.read", orgs)
+        out = []
+        for e in self.repository.event_store.get(project.id):
+            kind = {"PostgrestConfigChanged": "postgrest", "AuthConfigChanged": "auth",
+                    "JwtSecretRotated": "jwt_secret"}.get(type(e).__name__)
+            if kind is None:
+                continue
+            changes = dict(getattr(e, "changes", {})) if kind != "jwt_secret" else {"rotated": True}
+            out.append({"at": e.timestamp.isoformat(), "setting": kind, "changes": changes,
+                        "actor_id": (e.meta or {}).get("actor"), "version": e.originator_version})
+        out.reverse()
+        return out
+
+    # ===== internal (provisioner) ==============================================================
+    def get_tenant_credentials(self, ref: str) -> dict[str, str]:
+        project = self._project(ref)
+        self._require_live(project)
+        return {"db_pass": self.box.decrypt(project.db_pass_enc, ref),
+                "jwt_secret": self.box.decrypt(project.jwt_secret_enc, ref)}
+
+    # ===== provisioner outcomes (idempotent) ===================================================
+    def apply_progress(self, envelope: dict[str, Any]) -> bool:
+        p = envelope["payload"]
+        return self._apply(p["ref"], lambda project: project.report_step(
+            envelope["event_id"], p["operation_id"], p["step"], p["step_index"], p["total_steps"]))
+
+    def apply_completion(self, envelope: dict[str, Any], operation: str) -> bool:
+        p = envelope["payload"]
+
+        def act(project: Project) -> bool:
+            return project.complete_operation(envelope["event_id"], p["operation_id"], operation,
+                                              p.get("connection"))
+        return self._apply(p["ref"], act, activity={"pause": False, "delete": False}.get(operation))
+
+    def apply_failure(self, envelope: dict[str, Any]) -> bool:
+        p = envelope["payload"]
+        return self._apply(p["ref"], lambda project: project.fail_operation(
+            envelope["event_id"], p["operation_id"], p["operation"], p["step"], p["reason"]))
+
+    def _apply(self, ref: str, act: Callable[[Project], bool], activity: bool | None = None) -> bool:
+        for _ in range(10):
+            try:
+                project = self._project(ref)
+            except NotFound:
+                return False  # not ours (or never created): nothing to update
+            if not act(project):
+                return False
+            pending: list[Any] = [project]
+            if activity is not None:
+                org_projects = self._org_projects(project.org_slug)
+                org_projects.set_active(ref, activity)
+                pending.append(org_projects)
+            try:
+                self.save(*pending)
+                return True
+            except IntegrityError:
+                continue  # a concurrent change: reload and apply again
+        raise Conflict(f"could not record outcome for project {ref}: too many concurrent changes")
+
+    # ===== helpers =============================================================================
+    def _authorized(self, user_id: str, ref: str, action: str, orgs: OrgsPort) -> Project:
+        project = self._project(ref)
+        try:
+            orgs.authorize(user_id, project.org_slug, action)
+        except NotFound:
+            raise NotFound(f"project {ref} not found") from None
+        if project.status == "REMOVED" and action != "projects.read":
+            raise NotFound(f"project {ref} not found")
+        return project
+
+    def _project(self, ref: str) -> Project:
+        if not isinstance(ref, str) or not REF_RE.match(ref):
+            raise NotFound(f"project {ref} not found")
+        try:
+            return self.repository.get(Project.create_id(ref=ref))
+        except AggregateNotFoundError:
+            raise NotFound(f"project {ref} not found") from None
+
+    def _org_projects(self, org_slug: str) -> OrgProjects:
+        try:
+            return self.repository.get(OrgProjects.create_id(org_slug=org_slug))
+        except AggregateNotFoundError:
+            return OrgProjects(org_slug=org_slug)
+
+    def _save_retrying(self, *aggregates: Any) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise Conflict("the project changed at the same time; try again") from None
+
+    @staticmethod
+    def _require_live(project: Project) -> None:
+        if project.status == "REMOVED":
+            raise NotFound(f"project {project.ref} not found")
+
+    def _view(self, project: Project, detail: bool = False) -> dict[str, Any]:
+        view = {
+            "id": project.ref, "ref": project.ref, "organization_id": project.org_slug,
+            "organization_slug": project.org_slug, "name": project.name, "region": project.region,
+            "created_at": project.created_on.isoformat(), "status": project.status,
+            "database": {"host": (project.connection or {}).get("db_host", self.db_host), "version": POSTGRES_VERSION,
+                         "postgres_engine": POSTGRES_VERSION, "release_channel": "ga"},
+        }
+        if detail:
+            view["progress"] = {"operation": project.operation, "step": project.step, "step_index": project.step_index,
+                                "total_steps": project.total_steps, "reason": project.reason}
+            view["connection"] = project.connection
+        return view
+
+    @staticmethod
+    def _auth_view(project: Project) -> dict[str, Any]:
+        out = {name: _auth_default(name, f) for name, f in AUTH_FIELDS.items()}
+        out.update(project.auth)
+        return out
+
+
+def numeric_id(ref: str) -> int:
+    """V1ProjectRefResponse wants an integer id: a stable one derived from the ref."""
+    return zlib.crc32(ref.encode())
+
+
+AUTH_DEFAULTS: dict[str, Any] = {
+    "site_url": "http://localhost:3000", "disable_signup": False, "jwt_exp": 3600, "external_email_enabled": True,
+    "external_phone_enabled": False, "mailer_autoconfirm": False, "mailer_otp_exp": 3600, "mailer_otp_length": 6,
+    "sms_otp_exp": 60, "sms_otp_length": 6, "mfa_phone_otp_length": 6, "password_min_length": 6,
+    "refresh_token_rotation_enabled": True, "security_refresh_token_reuse_interval": 10, "passkey_enabled": False,
+    "oauth_server_enabled": False, "oauth_server_allow_dynamic_registration": False, "custom_oauth_enabled": False,
+    "custom_oauth_max_providers": 0, "rate_limit_email_sent": 2,
+}
+
+
+def _auth_default(name: str, f: dict[str, Any]) -> Any:
+    if name in AUTH_DEFAULTS:
+        return AUTH_DEFAULTS[name]
+    if f["nullable"]:
+        return None
+    return {"boolean": False, "integer": 0, "number": 0, "string": ""}[f["type"]]
+
+
+def _check_auth_field(key: str, value: Any) -> None:
+    f = AUTH_FIELDS.get(key)
+    if f is None or not f["updatable"]:
+        raise InvalidInput(f"{key}: unknown or read-only auth setting")
+    if value is None:
+        if not f["nullable"]:
+            raise InvalidInput(f"{key}: must not be null")
+        return
+    kind = f["type"]
+    ok = {"boolean": isinstance(value, bool), "string": isinstance(value, str),
+          "integer": isinstance(value, int) and not isinstance(value, bool),
+          "number": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
+    if not ok:
+        raise InvalidInput(f"{key}: must be a {kind}")
+    if "enum" in f and value not in f["enum"]:
+        raise InvalidInput(f"{key}: one of {', '.join(map(str, f['enum']))}")
+    if "minimum" in f and value < f["minimum"]:
+        raise InvalidInput(f"{key}: at least {f['minimum']}")
+    if "maximum" in f and value > f["maximum"]:
+        raise InvalidInput(f"{key}: at most {f['maximum']}")
+    if "pattern" in f and not re.search(f["pattern"], value):
+        raise InvalidInput(f"{key}: does not match {f['pattern']}")
+    if kind == "string" and len(value) > 10_000:
+        raise InvalidInput(f"{key}: too long")
+
+
+class _rules:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
+        if isinstance(ev, RuleViolation):
+            raise Conflict(str(ev)) from None
+        return False

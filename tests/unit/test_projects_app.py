@@ -1,0 +1,224 @@
+"""projects application scenarios on the in-memory store and on PostgreSQL, with fake orgs,
+billing and provisioner ports (the real ones are exercised end to end elsewhere)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterator
+
+import jwt
+import pytest
+
+from services.orgs.permissions import allowed
+from services.projects import keys
+from services.projects.application import ProjectsApplication
+from services.projects.bootstrap import build
+from services.shared.db import bootstrap, drop_database
+from services.shared.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound
+from tests.conftest import make_test_settings
+
+
+class FakeOrgs:
+    def __init__(self) -> None:
+        self.roles: dict[tuple[str, str], str] = {}
+
+    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+        role = self.roles.get((user_id, slug))
+        if role is None:
+            raise NotFound(f"organization {slug} not found")
+        if not allowed(role, action):
+            raise Forbidden(f"your role ({role}) does not allow this")
+        return {"slug": slug, "name": slug, "role": role}
+
+    def list_organizations(self, user_id: str) -> list[dict[str, Any]]:
+        return [{"slug": s} for (u, s) in self.roles if u == user_id]
+
+
+class FakeBilling:
+    def __init__(self) -> None:
+        self.plan: dict[str, str] = {}
+
+    def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+        plan = self.plan.get(org_slug, "free")
+        return {"plan": plan, "max_projects": 2 if plan == "free" else None}
+
+
+class FakeProvisioner:
+    def check_tenant(self, ref: str) -> dict[str, Any]:
+        return {"db": {"healthy": True}, "storage": {"healthy": False, "error": "bucket missing"}}
+
+
+@pytest.fixture(scope="module")
+def pg_settings() -> Iterator[Any]:
+    s = make_test_settings("proj")
+    bootstrap(s)
+    yield s
+    drop_database(s)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def world(request: Any, pg_settings: Any) -> dict[str, Any]:
+    app = build(pg_settings, in_memory=request.param == "memory")
+    orgs, billing = FakeOrgs(), FakeBilling()
+    owner, member = str(uuid.uuid4()), str(uuid.uuid4())
+    slug = "org-" + uuid.uuid4().hex[:8]
+    orgs.roles[(owner, slug)] = "owner"
+    orgs.roles[(member, slug)] = "member"
+    return {"app": app, "orgs": orgs, "billing": billing, "owner": owner, "member": member, "slug": slug}
+
+
+def create(w: dict[str, Any], **body: Any) -> dict[str, Any]:
+    b = {"name": "My App", "organization_slug": w["slug"], "db_pass": "tenant-password-1", "region": "eu-west-1", **body}
+    return w["app"].create_project(w["owner"], b, w["orgs"], w["billing"], body.pop("key", None))
+
+
+def outcome(app: ProjectsApplication, ref: str, kind: str, **payload: Any) -> bool:
+    project = app._project(ref)
+    env = {"event_id": str(uuid.uuid4()), "payload": {"ref": ref, "operation_id": project.operation_id, **payload}}
+    if kind == "step":
+        return app.apply_progress(env)
+    if kind == "failed":
+        return app.apply_failure(env)
+    return app.apply_completion(env, kind)
+
+
+CONN = {"db_host": "127.0.0.1", "db_port": 5432, "db_name": "x", "db_user": "postgres.x", "bucket": "sp-x"}
+
+
+def test_create_returns_coming_up_with_a_real_ref_and_keys(world: dict[str, Any]) -> None:
+    app = world["app"]
+    p = create(world)
+    assert p["status"] == "COMING_UP" and len(p["ref"]) == 20 and p["ref"].isalpha() and p["ref"].islower()
+    keys_ = {k["name"]: k["api_key"] for k in app.api_keys(world["owner"], p["ref"], world["orgs"])}
+    secret = app.get_tenant_credentials(p["ref"])["jwt_secret"]
+    claims = keys.verify(keys_["anon"], secret)
+    assert claims["role"] == "anon" and claims["ref"] == p["ref"] and claims["iss"] == "supabase"
+    assert keys.verify(keys_["service_role"], secret)["role"] == "service_role"
+    # Members see the anon key only.
+    assert [k["name"] for k in app.api_keys(world["member"], p["ref"], world["orgs"])] == ["anon"]
+    # Secrets are encrypted at rest: neither the password nor the JWT secret is in any stored event.
+    stored = repr([app.recorder.select_events(e.originator_id) for e in
+                   app.recorder.select_notifications(start=1, limit=100)])
+    assert "tenant-password-1" not in stored and secret not in stored
+
+
+def test_progress_completion_and_idempotent_outcomes(world: dict[str, Any]) -> None:
+    app = world["app"]
+    ref = create(world)["ref"]
+    assert outcome(app, ref, "step", step="create_database", step_index=2, total_steps=5)
+    detail = app.get_project(world["owner"], ref, world["orgs"])
+    assert detail["progress"]["step"] == "create_database" and detail["progress"]["step_index"] == 2
+    project = app._project(ref)
+    env = {"event_id": str(uuid.uuid4()), "payload": {"ref": ref, "operation_id": project.operation_id, "connection": CONN}}
+    assert app.apply_completion(env, "create")
+    assert not app.apply_completion(env, "create")  # redelivery changes nothing
+    assert app.get_project(world["owner"], ref, world["orgs"])["status"] == "ACTIVE_HEALTHY"
+    # A stale progress report after completion is ignored.
+    assert not outcome(app, ref, "step", step="late", step_index=1, total_steps=5)
+
+
+def test_pause_restore_delete_and_failures(world: dict[str, Any]) -> None:
+    app, orgs, owner = world["app"], world["orgs"], world["owner"]
+    ref = create(world)["ref"]
+    with pytest.raises(Conflict):
+        app.pause_project(owner, ref, orgs)  # still COMING_UP
+    outcome(app, ref, "create", connection=CONN)
+    with pytest.raises(Forbidden):
+        app.pause_project(world["member"], ref, orgs)
+    assert app.pause_project(owner, ref, orgs)["status"] == "PAUSING"
+    outcome(app, ref, "failed", operation="pause", step="dump", reason="disk full")
+    detail = app.get_project(owner, ref, orgs)
+    assert detail["status"] == "PAUSE_FAILED" and detail["progress"]["reason"] == "disk full"
+    app.pause_project(owner, ref, orgs)  # retry allowed
+    outcome(app, ref, "pause", backup_bytes=10)
+    assert app.get_project(owner, ref, orgs)["status"] == "INACTIVE"
+    assert app.restore_project(owner, ref, orgs, world["billing"])["status"] == "RESTORING"
+    outcome(app, ref, "restore", connection=CONN)
+    assert app.delete_project(owner, ref, orgs)["status"] == "GOING_DOWN"
+    outcome(app, ref, "delete")
+    assert app.get_project(owner, ref, orgs)["status"] == "REMOVED"
+    assert all(p["ref"] != ref for p in app.list_projects(owner, orgs))
+    with pytest.raises(NotFound):
+        app.get_tenant_credentials(ref)  # secrets forgotten with the tenant
+
+
+def test_free_plan_limit_counts_active_projects(world: dict[str, Any]) -> None:
+    app, orgs, owner, billing = world["app"], world["orgs"], world["owner"], world["billing"]
+    a, b = create(world)["ref"], create(world)["ref"]
+    with pytest.raises(LimitExceeded, match="free plan allows at most 2 active projects"):
+        create(world)
+    outcome(app, a, "create", connection=CONN)
+    app.pause_project(owner, a, orgs)
+    outcome(app, a, "pause", backup_bytes=0)
+    c = create(world)["ref"]  # a paused project frees its slot
+    with pytest.raises(LimitExceeded):
+        app.restore_project(owner, a, orgs, billing)  # ...and restoring needs one again
+    billing.plan[world["slug"]] = "pro"
+    create(world)
+    assert app.count_projects(world["slug"]) == 4 and {a, b, c} <= {p["ref"] for p in app.list_projects(owner, orgs)}
+
+
+def test_idempotency_key(world: dict[str, Any]) -> None:
+    app = world["app"]
+    body = {"name": "Once", "organization_slug": world["slug"], "db_pass": "tenant-password-1", "region": "us-east-1"}
+    first = app.create_project(world["owner"], body, world["orgs"], world["billing"], "key-1")
+    again = app.create_project(world["owner"], body, world["orgs"], world["billing"], "key-1")
+    assert first["ref"] == again["ref"] and app.count_projects(world["slug"]) == 1
+    with pytest.raises(Conflict, match="different request"):
+        app.create_project(world["owner"], {**body, "name": "Other"}, world["orgs"], world["billing"], "key-1")
+    assert app.count_projects(world["slug"]) == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"organization_slug": "nope-not-mine"}, "NotFound"),
+    ({"region": "mars-north-1"}, "region"),
+    ({"db_pass": "short"}, "db_pass"),
+    ({"name": ""}, "name"),
+    ({"region_selection": {"type": "smartGroup", "code": "moon"}, "region": None}, "region_selection"),
+])
+def test_bad_create_input_creates_nothing(world: dict[str, Any], body: dict[str, Any], field: str) -> None:
+    app = world["app"]
+    with pytest.raises((InvalidInput, NotFound)) as err:
+        create(world, **body)
+    assert field in (str(err.value) + type(err.value).__name__)
+    assert app.count_projects(world["slug"]) == 0
+
+
+def test_credentials_rotation_and_settings_history(world: dict[str, Any]) -> None:
+    app, orgs, owner = world["app"], world["orgs"], world["owner"]
+    ref = create(world)["ref"]
+    old_secret = app.get_tenant_credentials(ref)["jwt_secret"]
+    old_anon = app.api_keys(owner, ref, orgs)[0]["api_key"]
+    with pytest.raises(Forbidden):
+        app.rotate_jwt_secret(world["member"], ref, orgs)
+    new = {k["name"]: k["api_key"] for k in app.rotate_jwt_secret(owner, ref, orgs)}
+    new_secret = app.get_tenant_credentials(ref)["jwt_secret"]
+    assert new_secret != old_secret
+    with pytest.raises(jwt.InvalidSignatureError):
+        keys.verify(old_anon, new_secret)
+    assert keys.verify(new["anon"], new_secret)["role"] == "anon"
+    app.update_postgrest(owner, ref, {"max_rows": 500}, orgs)
+    app.update_auth_config(owner, ref, {"site_url": "https://app.example.com", "jwt_exp": 7200}, orgs)
+    for bad in [{"max_rows": -1}, {"max_rows": "many"}, {"nope": 1}]:
+        with pytest.raises(InvalidInput):
+            app.update_postgrest(owner, ref, bad, orgs)
+    for bad in [{"jwt_exp": 10**9}, {"disable_signup": "yes"}, {"made_up_field": True}]:
+        with pytest.raises(InvalidInput):
+            app.update_auth_config(owner, ref, bad, orgs)
+    auth = app.get_auth_config(owner, ref, orgs)
+    assert auth["site_url"] == "https://app.example.com" and auth["jwt_exp"] == 7200 and len(auth) > 200
+    history = app.settings_history(owner, ref, orgs)
+    assert [h["setting"] for h in history] == ["auth", "postgrest", "jwt_secret"]
+    assert history[1]["changes"] == {"max_rows": 500}
+
+
+def test_strangers_see_nothing(world: dict[str, Any]) -> None:
+    app, orgs = world["app"], world["orgs"]
+    ref = create(world)["ref"]
+    stranger = str(uuid.uuid4())
+    for call in (lambda: app.get_project(stranger, ref, orgs), lambda: app.api_keys(stranger, ref, orgs),
+                 lambda: app.pause_project(stranger, ref, orgs), lambda: app.delete_project(stranger, ref, orgs),
+                 lambda: app.get_auth_config(stranger, ref, orgs)):
+        with pytest.raises(NotFound, match=f"project {ref} not found"):
+            call()
+    assert app.list_projects(stranger, orgs) == []
