@@ -22,7 +22,7 @@ from services.shared.settings import Settings
 
 from . import schemas as s
 from .errors import HttpError, from_remote
-from .routing import route, url_map
+from .routing import ROUTES, route, url_map
 from .sessions import Session, SessionStore
 
 log = logging.getLogger("gateway")
@@ -55,6 +55,20 @@ class Caller:
         self.session_token = session_token
 
 
+# Route modules beside this one register more handlers (plain functions taking the gateway
+# as first argument); import them here so every process has the same table.
+ROUTE_MODULES: tuple[str, ...] = ()
+HANDLERS: dict[str, Callable[..., Response]] = {}
+
+
+def _load_routes() -> None:
+    import importlib
+
+    for name in ROUTE_MODULES:
+        importlib.import_module(name)
+    HANDLERS.update({r.endpoint: r.handler for r in ROUTES if r.handler is not None})
+
+
 class Gateway:
     _map = None
 
@@ -63,6 +77,7 @@ class Gateway:
         self.sessions = sessions
         self.settings = settings
         if Gateway._map is None:
+            _load_routes()
             Gateway._map = url_map()
 
     # ===== plumbing ============================================================================
@@ -71,9 +86,9 @@ class Gateway:
         adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
             endpoint, args = adapter.match()
-            handler: Callable[..., Response] = getattr(self, endpoint)
+            handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
-            response = handler(request, ctx, **args)
+            response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
         except MethodNotAllowed:

@@ -16,7 +16,7 @@ from marshmallow import Schema
 
 from services.shared.contracts.export import schema_to_json
 
-from . import app as _app  # noqa: F401  (registers the routes)
+from . import app as _app  # registers the routes
 from . import schemas
 from .routing import ROUTES
 
@@ -35,6 +35,7 @@ def _ref(schema: type[Schema], components: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
+    _app._load_routes()
     components: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     error_ref = _ref(schemas.Error, components)

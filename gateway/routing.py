@@ -2,6 +2,8 @@
 
 Handlers register themselves with `@route(...)`; `url_map()` builds werkzeug's map and
 `gateway/openapi.py` builds the document from the same list, so docs cannot drift.
+A handler is called as `handler(gateway, request, ctx, **path_args)`: a Gateway method, or
+a plain function in one of the route modules listed in gateway/app.py (ROUTE_MODULES).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class RouteSpec:
     status: int = 200
     auth: bool = True
     query: dict[str, str] = field(default_factory=dict)
+    handler: Callable[..., Any] | None = None
 
 
 ROUTES: list[RouteSpec] = []
@@ -35,8 +38,10 @@ def route(method: str, path: str, *, summary: str, tag: str, body: type[Schema] 
           response: type[Schema] | None = None, many: bool = False, status: int = 200, auth: bool = True,
           query: dict[str, str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if any(r.endpoint == fn.__name__ for r in ROUTES):
+            raise RuntimeError(f"two routes named {fn.__name__}")
         ROUTES.append(RouteSpec(method, path, fn.__name__, summary, tag, body, response, many, status, auth,
-                                query or {}))
+                                query or {}, fn))
         return fn
 
     return register

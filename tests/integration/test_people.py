@@ -11,7 +11,8 @@ import psycopg
 import pytest
 import requests
 
-import gateway.app  # noqa: F401  (registers the routes)
+import gateway.app
+gateway.app._load_routes()  # every route module registers its routes
 from gateway.routing import ROUTES
 from services.shared.mail import OutboxMailer, outbox_dir
 from services.shared.settings import Settings
