@@ -1,0 +1,228 @@
+"""Benchmark: edge functions through the gateway, on real processes and real Deno.
+
+Starts the processes invocations need (orgs, projects, billing, functions, the functions
+runtime, the gateway, the relay) on a throwaway database and vhost, signs a user up,
+creates a project, then measures:
+
+- cold start: deploy (multipart, through the gateway) -> first 200 from the new function,
+  for several fresh functions (each a new worker);
+- warm latency of a hello-world function, one request at a time, through the gateway
+  (`/p/<ref>/functions/v1/hello` with the anon key: JWT check, recording, two proxy hops)
+  and directly to the same Deno worker on its Unix socket, interleaved in the same run, so
+  `added_p99_ms` is what the platform adds;
+- warm throughput through the gateway with several concurrent clients.
+
+Run: .venv/bin/python bench/functions.py [--cold 5] [--requests 2000] [--concurrency 8]
+Last line: RESULT cold_start_ms_p50=... cold_start_ms_max=... warm_p50_ms=... warm_p99_ms=...
+           direct_p50_ms=... direct_p99_ms=... added_p99_ms=... warm_rps=...
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+
+import requests  # noqa: E402
+
+from services.shared.db import bootstrap, drop_database  # noqa: E402
+from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
+from services.shared.runner import Platform  # noqa: E402
+from services.shared.settings import Settings, load_settings  # noqa: E402
+
+PROCESSES = ["orgs", "projects", "billing", "functions", "functions-runtime", "gateway", "relay"]
+HELLO = "Deno.serve(() => new Response('Hello, world!'))"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str):
+        super().__init__("worker")
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path)
+
+
+class Bench:
+    def __init__(self, settings: Settings, workdir: Path):
+        self.s = settings
+        self.base = f"http://127.0.0.1:{settings.gateway_port}"
+        self.platform = Platform(settings, log_dir=workdir / "logs", only=PROCESSES)
+        self.http = requests.Session()
+
+    def start(self) -> None:
+        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
+        bootstrap(self.s)
+        self.platform.start()
+
+    def stop(self) -> None:
+        self.platform.stop()
+        drop_database(self.s)
+        RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+
+    def setup_project(self) -> None:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        r = self.http.post(self.base + "/platform/auth/signup",
+                           json={"email": email, "password": "bench password 1", "display_name": "bench"})
+        r.raise_for_status()
+        csrf = r.json()["csrf_token"]
+        r = self.http.post(self.base + "/platform/profile/tokens", json={"name": "bench"}, headers={"X-CSRF-Token": csrf})
+        r.raise_for_status()
+        self.token = r.json()["token"]
+        self.auth = {"Authorization": f"Bearer {self.token}"}
+        self.http.cookies.clear()
+        org = self.http.post(self.base + "/v1/organizations", json={"name": "Bench"}, headers=self.auth).json()["slug"]
+        r = self.http.post(self.base + "/v1/projects", headers=self.auth,
+                           json={"name": "bench", "organization_slug": org, "db_pass": "bench-password-1"})
+        r.raise_for_status()
+        self.ref = r.json()["id"]
+        keys = self.http.get(f"{self.base}/v1/projects/{self.ref}/api-keys", headers=self.auth).json()
+        self.anon = next(k["api_key"] for k in keys if k["name"] == "anon")
+
+    def deploy(self, slug: str, source: str) -> None:
+        files = [("metadata", (None, json.dumps({"entrypoint_path": "index.ts", "name": slug}), "application/json")),
+                 ("file", ("index.ts", source.encode(), "application/typescript"))]
+        r = self.http.post(f"{self.base}/v1/projects/{self.ref}/functions/deploy?slug={slug}", headers=self.auth,
+                           files=files)
+        r.raise_for_status()
+
+    def invoke_url(self, slug: str) -> str:
+        return f"{self.base}/p/{self.ref}/functions/v1/{slug}"
+
+    # -- cold --------------------------------------------------------------------------------
+    def cold_starts(self, n: int) -> list[float]:
+        out = []
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {self.anon}"}
+        for i in range(n):
+            slug = f"cold{i}"
+            t0 = time.perf_counter()
+            self.deploy(slug, HELLO.replace("world", f"world {i}"))
+            while True:
+                r = session.post(self.invoke_url(slug), headers=headers, timeout=30)
+                if r.status_code == 200:
+                    break
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError(f"{slug} never answered: {r.status_code} {r.text}")
+            out.append((time.perf_counter() - t0) * 1000)
+        return out
+
+    # -- warm --------------------------------------------------------------------------------
+    def worker_socket(self, slug: str) -> str:
+        status = requests.get(f"http://{self.s.functions_runtime_host}:{self.s.functions_runtime_port}/status",
+                              timeout=5).json()
+        return next(w["socket"] for w in status["workers"] if w["slug"] == slug)
+
+    def warm_latency(self, n: int) -> tuple[list[float], list[float]]:
+        slug = "hello"
+        self.deploy(slug, HELLO)
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {self.anon}"}
+        for _ in range(50):  # warm up the worker, the connection pools and the caches
+            session.post(self.invoke_url(slug), headers=headers, timeout=30).raise_for_status()
+        direct = UnixHTTP(self.worker_socket(slug))
+        # What the runtime sends the worker, so Deno does the same work on both paths.
+        direct_headers = {"Authorization": f"Bearer {self.anon}", "X-Request-Id": "bench",
+                          "X-Forwarded-Host": "127.0.0.1", "X-Forwarded-Proto": "http", "Content-Length": "0"}
+        via, raw = [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            r = session.post(self.invoke_url(slug), headers=headers, timeout=30)
+            via.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+            t = time.perf_counter()
+            direct.request("POST", f"/{slug}", headers=direct_headers)
+            resp = direct.getresponse()
+            resp.read()
+            raw.append((time.perf_counter() - t) * 1000)
+            assert resp.status == 200
+        return via, raw
+
+    def throughput(self, n: int, concurrency: int) -> float:
+        headers = {"Authorization": f"Bearer {self.anon}"}
+        per = max(n // concurrency, 1)
+        errors: list[str] = []
+
+        def client() -> None:
+            s = requests.Session()
+            for _ in range(per):
+                r = s.post(self.invoke_url("hello"), headers=headers, timeout=30)
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text[:100]}")
+
+        threads = [threading.Thread(target=client) for _ in range(concurrency)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - t0
+        if errors:
+            raise RuntimeError(f"{len(errors)} failed invocations, e.g. {errors[0]}")
+        return per * concurrency / took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cold", type=int, default=5)
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-functions-"))
+    suffix = f"fnbench_{os.getpid()}_{secrets.token_hex(3)}"
+    port = free_port()
+    settings = load_settings().with_overrides(
+        db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
+        functions_runtime_port=free_port(), state_dir=str(workdir / "state"))
+    bench = Bench(settings, workdir)
+    try:
+        bench.start()
+        bench.setup_project()
+        cold = bench.cold_starts(args.cold)
+        print(f"cold start (deploy -> first 200), ms: {', '.join(f'{c:.0f}' for c in cold)}", flush=True)
+        via, raw = bench.warm_latency(args.requests)
+        print(f"warm, one at a time, {len(via)} each: through the gateway p50 {statistics.median(via):.2f} ms "
+              f"p99 {pct(via, 99):.2f} ms; Deno directly p50 {statistics.median(raw):.2f} ms p99 {pct(raw, 99):.2f} ms",
+              flush=True)
+        rps = bench.throughput(args.requests, args.concurrency)
+        print(f"warm throughput through the gateway, {args.concurrency} clients: {rps:.0f} invocations/s", flush=True)
+        print(f"RESULT cold_start_ms_p50={statistics.median(cold):.0f} cold_start_ms_max={max(cold):.0f} "
+              f"warm_p50_ms={statistics.median(via):.2f} warm_p99_ms={pct(via, 99):.2f} "
+              f"direct_p50_ms={statistics.median(raw):.2f} direct_p99_ms={pct(raw, 99):.2f} "
+              f"added_p99_ms={pct(via, 99) - pct(raw, 99):.2f} warm_rps={rps:.0f}")
+    finally:
+        bench.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

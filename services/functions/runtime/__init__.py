@@ -1,0 +1,1 @@
+"""The functions runtime: runs edge functions in Deno workers (see server.py)."""

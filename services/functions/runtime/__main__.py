@@ -1,0 +1,5 @@
+"""`python -m services.functions.runtime`: run the functions runtime."""
+
+from .server import main
+
+main()

@@ -1,0 +1,240 @@
+"""Edge functions end to end, against the real processes and real Deno: deploy through the
+multipart Management API, invoke through the project's API URL with JWT verification,
+secrets, redeploy and rollback, logs, usage events on the broker, limits, delete."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import time
+import uuid
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from services.shared import broker
+from services.shared.settings import Settings
+
+HELLO = """
+const greeting = Deno.env.get("GREETING") ?? "hello";
+Deno.serve(async (req: Request): Promise<Response> => {
+  const { name } = await req.json().catch(() => ({ name: "world" }));
+  console.log(`greeting ${name}`);
+  console.error("an error line");
+  return new Response(JSON.stringify({ message: `${greeting} ${name}`, url: Deno.env.get("SUPABASE_URL") }),
+                      { headers: { "Content-Type": "application/json" } });
+});
+"""
+
+
+def wait_for(fn: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def projects(http: Any, user_token: dict[str, str]) -> dict[str, Any]:
+    """Two projects of one organization, and their anon keys."""
+    tok = user_token["token"]
+    org = http.post("/v1/organizations", token=tok, json={"name": "Edge Org"}).json()["slug"]
+    out: dict[str, Any] = {"token": tok, "org": org}
+    for name in ("a", "b"):
+        r = http.post("/v1/projects", token=tok, json={"name": f"edge-{name}", "organization_slug": org,
+                                                       "db_pass": "tenant-password-1", "region": "us-east-1"})
+        assert r.status_code == 201, r.text
+        ref = r.json()["id"]
+        keys = http.get(f"/v1/projects/{ref}/api-keys", token=tok).json()
+        out[name] = {"ref": ref, "anon": next(k["api_key"] for k in keys if k["name"] == "anon")}
+    return out
+
+
+def deploy(http: Any, token: str, ref: str, slug: str, source: str, **meta: Any) -> requests.Response:
+    metadata = {"entrypoint_path": "index.ts", "name": slug, **meta}
+    # File parts first, metadata last: the API must not depend on part order.
+    files = [("file", (f"supabase/functions/{slug}/index.ts", source.encode(), "application/typescript")),
+             ("file", (f"supabase/functions/{slug}/deno.json", b"{}", "application/json")),
+             ("metadata", (None, json.dumps(metadata), "application/json"))]
+    return http.post(f"/v1/projects/{ref}/functions/deploy?slug={slug}", token=token, files=files)
+
+
+def invoke(gateway_url: str, ref: str, slug: str, key: str | None = None, **kw: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(kw.pop("headers", {}))
+    kw.setdefault("timeout", 60)
+    return requests.post(f"{gateway_url}/p/{ref}/functions/v1/{slug}", headers=headers, **kw)
+
+
+@pytest.fixture
+def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
+    """A queue bound to functions.events/function_invoked: what metering receives."""
+    conn = broker.connect(settings)
+    ch = conn.channel()
+    broker.declare_exchange(ch, "functions")
+    queue = f"test.function_invoked.{uuid.uuid4().hex[:8]}"
+    ch.queue_declare(queue, auto_delete=True)
+    ch.queue_bind(queue, broker.exchange_name("functions"), "function_invoked")
+
+    def drain() -> list[dict[str, Any]]:
+        out = []
+        while (m := ch.basic_get(queue, no_ack=True)) is not None:
+            out.append(json.loads(m.body))
+        return out
+
+    yield drain
+    conn.close()
+
+
+def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str, projects: dict[str, Any],
+                                                     invoked_events: Any) -> None:
+    tok, a, b = projects["token"], projects["a"], projects["b"]
+    ref = a["ref"]
+
+    # Deploy a TypeScript function through the multipart API.
+    r = deploy(http, tok, ref, "hello", HELLO)
+    assert r.status_code == 201, r.text
+    fn = r.json()
+    assert fn["slug"] == "hello" and fn["version"] == 1 and fn["status"] == "ACTIVE" and fn["verify_jwt"] is True
+    assert fn["entrypoint_path"] == "supabase/functions/hello/index.ts"
+    assert isinstance(fn["created_at"], int) and fn["created_at"] > 1_600_000_000_000  # epoch ms
+    assert [f["slug"] for f in http.get(f"/v1/projects/{ref}/functions", token=tok).json()] == ["hello"]
+
+    # Invoke through the project's API URL with the anon key: 200 and the function's output.
+    r = invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Ada"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"message": "hello Ada", "url": f"{gateway_url}/p/{ref}"}
+    request_id = r.headers["X-Request-Id"]
+
+    # Without a key, with a malformed one, with another project's key: 401, and the function does not run.
+    for key in (None, "not-a-jwt", b["anon"]):
+        r = invoke(gateway_url, ref, "hello", key, json={"name": "Mallory"})
+        assert r.status_code == 401, (key, r.text)
+        assert "Mallory" not in r.text
+    # A function that does not exist (in this project) is a 404, whatever the key.
+    assert invoke(gateway_url, b["ref"], "hello", b["anon"]).status_code == 404
+
+    # Secrets: set one; the listing shows its digest, never the value; the function reads it.
+    r = http.post(f"/v1/projects/{ref}/secrets", token=tok, json=[{"name": "GREETING", "value": "bonjour"}])
+    assert r.status_code == 201, r.text
+    listed = http.get(f"/v1/projects/{ref}/secrets", token=tok).json()
+    assert [s["name"] for s in listed] == ["GREETING"]
+    assert listed[0]["value"] == hashlib.sha256(b"bonjour").hexdigest()
+    assert "bonjour" not in json.dumps(listed)
+    r = invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Ada"})
+    assert r.json()["message"] == "bonjour Ada"
+    bad = http.post(f"/v1/projects/{ref}/secrets", token=tok, json=[{"name": "SUPABASE_URL", "value": "x"}])
+    assert bad.status_code == 400 and "reserved" in bad.json()["message"]
+
+    # Redeploy: the version goes up and the new code answers.
+    r = deploy(http, tok, ref, "hello", "Deno.serve(() => new Response('v2 here'))")
+    assert r.status_code == 201 and r.json()["version"] == 2
+    assert invoke(gateway_url, ref, "hello", a["anon"]).text == "v2 here"
+    assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).json()["version"] == 2
+
+    # Roll back (platform route): version 1's code answers again.
+    r = http.post(f"/platform/projects/{ref}/functions/hello/rollback", token=tok, json={})
+    assert r.status_code == 200 and r.json()["version"] == 1, r.text
+    assert invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Bo"}).json()["message"] == "bonjour Bo"
+    versions = http.get(f"/platform/projects/{ref}/functions/hello/versions", token=tok).json()
+    assert [(v["version"], v["active"]) for v in versions] == [(2, False), (1, True)]
+
+    # Logs of the first invocation: its record and its console lines, by request id and level.
+    def logs(**q: Any) -> list[dict[str, Any]]:
+        r = http.get(f"/platform/projects/{ref}/functions/hello/logs", token=tok, params=q)
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+    lines = wait_for(lambda: [x for x in logs(request_id=request_id) if x["kind"] == "log"] and logs(request_id=request_id))
+    assert any(x["kind"] == "invocation" and x["status"] == 200 and x["duration_ms"] > 0 for x in lines)
+    assert any(x["kind"] == "log" and x["message"] == "greeting Ada" and x["level"] == "info" for x in lines)
+    errors = logs(level="error", kind="log")
+    assert errors and all(x["level"] == "error" for x in errors)
+    refused = logs(kind="invocation", level="warn")
+    assert sum(1 for x in refused if x["status"] == 401) >= 3
+    assert logs(since=int(time.time() * 1000) + 60_000) == []
+
+    # Usage: every invocation reached the broker as function_invoked, with org and project.
+    events = wait_for(lambda: [e for e in invoked_events() if e["payload"]["request_id"] == request_id])
+    assert events[0]["org_id"] == projects["org"] and events[0]["project_ref"] == ref
+    assert events[0]["payload"]["slug"] == "hello" and events[0]["payload"]["status"] == 200
+
+    # The body route gives the sources back.
+    body = http.get(f"/v1/projects/{ref}/functions/hello/body", token=tok).json()
+    assert {f["name"] for f in body["files"]} == {"supabase/functions/hello/index.ts", "supabase/functions/hello/deno.json"}
+
+    # Delete: 404 after, through the API and through the API URL.
+    assert http.request("DELETE", f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 200
+    assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 404
+    assert invoke(gateway_url, ref, "hello", a["anon"]).status_code == 404
+    assert http.get(f"/v1/projects/{ref}/functions", token=tok).json() == []
+
+
+def test_verify_jwt_off_and_json_create(http: Any, gateway_url: str, projects: dict[str, Any]) -> None:
+    tok, ref = projects["token"], projects["a"]["ref"]
+    r = http.post(f"/v1/projects/{ref}/functions", token=tok,
+                  json={"slug": "open", "name": "Open", "body": "Deno.serve(() => new Response('open'))",
+                        "verify_jwt": False})
+    assert r.status_code == 201, r.text
+    assert invoke(gateway_url, ref, "open").text == "open"
+    # PATCH turns verification on: now a key is needed.
+    r = http.request("PATCH", f"/v1/projects/{ref}/functions/open", token=tok, json={"verify_jwt": True})
+    assert r.status_code == 200 and r.json()["verify_jwt"] is True
+    assert invoke(gateway_url, ref, "open").status_code == 401
+    assert invoke(gateway_url, ref, "open", projects["a"]["anon"]).text == "open"
+    # A JSON create of an existing slug is refused.
+    assert http.post(f"/v1/projects/{ref}/functions", token=tok, json={"slug": "open", "name": "x",
+                                                                       "body": "x"}).status_code == 409
+
+
+def test_limits_stop_runaway_functions_and_others_keep_answering(http: Any, gateway_url: str,
+                                                                 projects: dict[str, Any]) -> None:
+    tok, ref, anon = projects["token"], projects["a"]["ref"], projects["a"]["anon"]
+    loop = "Deno.serve(() => { while (true) {} });"
+    hog = "const keep: unknown[] = []; Deno.serve(() => { while (true) keep.push(new Array(1e6).fill({x: 1})); });"
+    buffers = ("const keep: Uint8Array[] = [];\n"
+               "Deno.serve(() => { for (;;) keep.push(new Uint8Array(64 * 1024 * 1024).fill(1)); });")
+    for slug, src in (("loop", loop), ("hog", hog), ("buffers", buffers), ("ok", "Deno.serve(() => new Response('ok'))")):
+        assert deploy(http, tok, ref, slug, src).status_code == 201
+    assert invoke(gateway_url, ref, "ok", anon).text == "ok"
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        runaway = {slug: pool.submit(invoke, gateway_url, ref, slug, anon) for slug in ("loop", "hog", "buffers")}
+        # While they run, another function of the same project answers at once.
+        for _ in range(5):
+            t = time.monotonic()
+            assert invoke(gateway_url, ref, "ok", anon).text == "ok"
+            assert time.monotonic() - t < 2.0
+        results = {slug: f.result() for slug, f in runaway.items()}
+    assert results["loop"].status_code == 504, results["loop"].text
+    assert results["loop"].json()["code"] == "WORKER_TIMEOUT"
+    assert time.monotonic() - started < 30
+    assert results["hog"].status_code == 546, results["hog"].text
+    assert results["hog"].json()["code"] == "WORKER_LIMIT"
+    # ArrayBuffers live outside the V8 heap; the process's data limit stops them (the
+    # function sees an allocation error and answers 500), or the memory watchdog does (546).
+    assert results["buffers"].status_code in (500, 546), results["buffers"].text
+    # The runaway functions were stopped; they start afresh on the next call.
+    assert invoke(gateway_url, ref, "ok", anon).text == "ok"
+    assert invoke(gateway_url, ref, "loop", anon, timeout=60).status_code == 504
+
+
+def test_boot_errors_are_clear(http: Any, gateway_url: str, projects: dict[str, Any]) -> None:
+    tok, ref, anon = projects["token"], projects["a"]["ref"], projects["a"]["anon"]
+    assert deploy(http, tok, ref, "broken", "throw new Error('nope');").status_code == 201
+    r = invoke(gateway_url, ref, "broken", anon)
+    assert r.status_code == 503 and r.json()["code"] == "BOOT_ERROR"
+    lines = wait_for(lambda: http.get(f"/platform/projects/{ref}/functions/broken/logs", token=tok,
+                                      params={"level": "error", "kind": "log"}).json())
+    assert any("nope" in x["message"] for x in lines)
+    # A bad deploy is refused with a reason and stores nothing.
+    r = deploy(http, tok, ref, "bad", "x", entrypoint_path="missing.ts")
+    assert r.status_code == 400 and "entrypoint_path" in r.json()["message"]
+    assert http.get(f"/v1/projects/{ref}/functions/bad", token=tok).status_code == 404
