@@ -47,6 +47,49 @@ if ! port_open "$PGHOST" "$PGPORT"; then
 fi
 say "PostgreSQL up on $PGHOST:$PGPORT"
 
+# --- tenant logins: SCRAM, and their own database only ----------------------
+# The provisioner's local driver makes every tenant login a member of the role
+# supaplatform_tenants and of a group named like the tenant's database. These rules,
+# first in pg_hba.conf (first match wins), make such logins prove their password with
+# scram-sha-256 even though the platform's own user stays on trust, and admit them only
+# to that database (`samerole`); everything else they try is rejected. Idempotent.
+HBA_MARK="# supaplatform: tenant logins (scripts/ensure_infra.sh)"
+HBA_FILE=$(psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atc 'show hba_file' 2>/dev/null || true)
+if [ -z "$HBA_FILE" ]; then
+  say "WARNING: could not ask PostgreSQL for its pg_hba.conf; tenant passwords are not enforced"
+elif ! grep -qF "$HBA_MARK" "$HBA_FILE" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] || [ -w "$HBA_FILE" ]; then SUDO=""; else SUDO="sudo"; fi
+  HBA_NEW=$(mktemp)
+  {
+    echo "$HBA_MARK"
+    echo "local   samerole  +supaplatform_tenants                 scram-sha-256"
+    echo "host    samerole  +supaplatform_tenants  127.0.0.1/32   scram-sha-256"
+    echo "host    samerole  +supaplatform_tenants  ::1/128        scram-sha-256"
+    echo "local   all       +supaplatform_tenants                 reject"
+    echo "host    all       +supaplatform_tenants  127.0.0.1/32   reject"
+    echo "host    all       +supaplatform_tenants  ::1/128        reject"
+    echo "# supaplatform: end of tenant logins"
+    $SUDO cat "$HBA_FILE"
+  } > "$HBA_NEW"
+  # cat into the file (not mv) keeps its owner and mode.
+  $SUDO sh -c "cat '$HBA_NEW' > '$HBA_FILE'"
+  rm -f "$HBA_NEW"
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc 'select pg_reload_conf()' >/dev/null
+  say "pg_hba.conf: tenant logins use scram-sha-256 on their own database only ($HBA_FILE)"
+fi
+
+# Every platform process keeps a few connections, and each tenant is a database with its
+# own logins: the stock limit of 100 is too small. Raising it needs a restart, done once.
+MAXCONN_WANTED=${PLATFORM_PG_MAX_CONNECTIONS:-500}
+MAXCONN=$(psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc 'show max_connections')
+if [ "$MAXCONN" -lt "$MAXCONN_WANTED" ]; then
+  say "raising PostgreSQL max_connections from $MAXCONN to $MAXCONN_WANTED (restart)"
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "alter system set max_connections = $MAXCONN_WANTED" >/dev/null
+  VER=$(ls /etc/postgresql | sort -V | tail -1)
+  pg_ctlcluster --skip-systemctl-redirect "$VER" main restart
+  wait_port "$PGHOST" "$PGPORT" 30 || { echo "[infra] ERROR: PostgreSQL did not come back after restart" >&2; exit 1; }
+fi
+
 # --- RabbitMQ ---------------------------------------------------------------
 if ! port_open "$AMQP_HOST" "$AMQP_PORT"; then
   if ! command -v rabbitmq-server >/dev/null 2>&1; then
@@ -62,3 +105,11 @@ if ! port_open "$AMQP_HOST" "$MGMT_PORT"; then
   wait_port "$AMQP_HOST" "$MGMT_PORT" 60 || { echo "[infra] ERROR: RabbitMQ management API did not come up on $MGMT_PORT" >&2; exit 1; }
 fi
 say "RabbitMQ up on $AMQP_HOST:$AMQP_PORT (management on $MGMT_PORT)"
+
+# --- Chromium (the dashboard's browser tests) -------------------------------
+# Playwright drives Debian's chromium through its executable path: browser downloads are
+# not possible here, so the package is the browser. Installed once; quiet when present.
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+  say "chromium installed for the browser tests"
+fi

@@ -16,12 +16,16 @@ from .settings import Settings
 A = TypeVar("A", bound=Application)
 
 
-def open_application(cls: type[A], settings: Settings, *, in_memory: bool = False) -> A:
-    """Create the service's application on its schema; the schema name is the app's name."""
+def open_application(cls: type[A], settings: Settings, *, in_memory: bool = False, pool_size: int = 2,
+                     max_overflow: int = 6) -> A:
+    """Create the service's application on its schema; the schema name is the app's name.
+
+    Readers that only scan the log (relay, operators' tools) pass pool_size=1, max_overflow=0.
+    """
     if in_memory:
         return cls(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     ensure_schema(settings, cls.name)
-    return cls(env=settings.eventstore_env(cls.name))
+    return cls(env=settings.eventstore_env(cls.name, pool_size, max_overflow))
 
 
 def events_channel(cls: type[Application]) -> str:

@@ -60,8 +60,27 @@ class Settings:
     tenant_db_host: str = field(default="127.0.0.1", metadata={"doc": "Host tenants connect to for their databases (local driver)"})
     tenant_db_port: int = field(default=5432, metadata={"doc": "Port tenants connect to for their databases"})
     provisioner_driver: str = field(default="local", metadata={"doc": "Tenant infrastructure driver: local (this machine) or kubernetes"})
+    provisioner_max_attempts: int = field(default=5, metadata={"doc": "Tries of a provisioning step before its saga fails with the last error as the reason"})
+    provisioner_retry_base_ms: int = field(default=200, metadata={"doc": "Wait after a provisioning step's first failed try; doubles per try (capped at 10 s)"})
+    provisioner_spare_databases: int = field(default=2, metadata={"doc": "Empty tenant databases the local driver keeps ready on the cluster, so a create renames one instead of copying a template (0: none)"})
+    provisioner_step_delay_ms: int = field(default=0, metadata={"doc": "Test hook: wait this long before every saga step (keep 0; tests use it to kill the provisioner mid-saga)"})
     consumer_max_attempts: int = field(default=8, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
     consumer_retry_base_ms: int = field(default=500, metadata={"doc": "First retry delay; doubles per attempt"})
+    functions_runtime_host: str = field(default="127.0.0.1", metadata={"doc": "Address the functions runtime listens on and the gateway reaches it at"})
+    functions_runtime_port: int = field(default=8081, metadata={"doc": "Port of the functions runtime (edge function invocations)"})
+    functions_wall_clock_s: int = field(default=150, metadata={"doc": "Wall-clock limit of one edge function invocation (seconds)"})
+    functions_memory_mb: int = field(default=256, metadata={"doc": "V8 heap limit of an edge function worker (MB); its whole process may use twice this"})
+    functions_idle_s: int = field(default=60, metadata={"doc": "A warm edge function worker idle this long (seconds) is stopped"})
+    functions_max_workers: int = field(default=200, metadata={"doc": "Warm edge function workers one runtime keeps at most (least recently used stop first)"})
+    functions_credentials_ttl_s: int = field(default=5, metadata={"doc": "How long the runtime caches a project's JWT secret and keys (bound on honouring a rotation)"})
+    payments_provider: str = field(default="local", metadata={"doc": "Where finalized invoices go: local (JSON files under <state_dir>/invoices, nothing collected) or stripe"})
+    stripe_api_base: str = field(default="", metadata={"doc": "Stripe API base URL (empty: the SDK's default; a Stripe-compatible server in tests)"})
+    stripe_secret_key: str = field(default="", metadata={"doc": "Stripe secret API key (payments_provider=stripe)", "secret": True})
+    stripe_webhook_secret: str = field(default="", metadata={"doc": "Signing secret of the Stripe webhook endpoint /platform/billing/stripe/webhook (empty: webhooks refused)", "secret": True})
+    usage_flush_interval_ms: int = field(default=1000, metadata={"doc": "How often the gateway hands the usage it counted (requests, egress per project) to metering, as one batch"})
+    usage_batch_max_records: int = field(default=5000, metadata={"doc": "Usage records in one gateway batch at most; a full batch goes at once"})
+    metering_sample_interval_s: int = field(default=300, metadata={"doc": "How often metering samples each active project's database and storage size"})
+    metering_alert_interval_s: int = field(default=30, metadata={"doc": "How often metering compares changed usage with plan quotas and project budgets"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     @property
@@ -80,7 +99,7 @@ class Settings:
             f"@{self.amqp_host}:{self.amqp_port}/{vhost}"
         )
 
-    def eventstore_env(self, service: str) -> dict[str, str]:
+    def eventstore_env(self, service: str, pool_size: int = 2, max_overflow: int = 6) -> dict[str, str]:
         """eventsourcing's configuration for one service's store: its own schema."""
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -90,8 +109,10 @@ class Settings:
             "POSTGRES_USER": self.db_user,
             "POSTGRES_PASSWORD": self.db_password,
             "POSTGRES_SCHEMA": service,
-            "POSTGRES_POOL_SIZE": "4",
-            "POSTGRES_MAX_OVERFLOW": "8",
+            # The pool opens pool_size connections at once and more only under load: many
+            # processes share one PostgreSQL, so keep the resting footprint small.
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(max_overflow),
             "POSTGRES_LOCK_TIMEOUT": "5",
             "CREATE_TABLE": "true",
         }
