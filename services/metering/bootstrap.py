@@ -1,0 +1,40 @@
+"""Wires the metering application to its stores and ports, from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from psycopg_pool import ConnectionPool
+
+from services.shared.eventstore import open_application
+from services.shared.mail import Mailer, make_mailer
+from services.shared.db import ensure_schema
+from services.shared.settings import Settings
+
+from .adapters import TenantMeasurer
+from .application import MeteringApplication
+from .store import DDL, SCHEMA, UsageStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def storage_root(settings: Settings) -> Path | None:
+    """The local object store's directory (None for S3: not measured here, see docs/metering.md)."""
+    if settings.storage_backend != "local":
+        return None
+    base = Path(settings.state_dir)
+    return (base if base.is_absolute() else ROOT / base) / "storage"
+
+
+def build(settings: Settings, *, mailer: Mailer | None = None) -> MeteringApplication:
+    app = open_application(MeteringApplication, settings)
+    ensure_schema(settings, SCHEMA, DDL)
+    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
+    pool.open(wait=True, timeout=10)
+    app.usage = UsageStore(pool)
+    app.measurer = TenantMeasurer(pool, storage_root(settings))
+    app.mailer = mailer or make_mailer(settings)
+    app.public_url = settings.public_url
+    app.sample_interval_s = float(settings.metering_sample_interval_s)
+    app.alert_interval_s = float(settings.metering_alert_interval_s)
+    return app
