@@ -1,7 +1,10 @@
 # One image for every Python process of the platform: the seven services, the gateway and the
 # outbox relay (docker-compose.yml picks the process with `command`). Dependencies come from
-# requirements.lock, the same pinned set `make run` installs; the build reaches PyPI only.
-FROM python:3.11-slim
+# requirements.lock, the same pinned set `make run` installs; the build reaches PyPI and
+# Debian's package archive (for the PostgreSQL client tools) only.
+# bookworm pinned: its postgresql-client-15 matches the compose file's postgres:15 (a newer
+# pg_dump writes SET commands that an older server refuses when the dump is restored).
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -11,6 +14,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PSYCOPG_WAIT_FUNC=wait_select
 
 WORKDIR /app
+
+# pg_dump and pg_restore for the provisioner's pause and restore.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && rm -rf /var/lib/apt/lists/*
 
 # The lock first, on its own layer, so a code change does not reinstall every dependency.
 COPY requirements.lock ./

@@ -1,1 +1,2 @@
-"""provisioner service."""
+"""provisioner: provisioning sagas (create, pause, restore, delete) and the drivers that
+build tenant infrastructure."""

@@ -41,6 +41,7 @@ ENSURE_INFRA_DOCS: dict[str, str] = {
     "AMQP_HOST": "RabbitMQ host that must answer",
     "AMQP_PORT": "RabbitMQ AMQP port",
     "MGMT_PORT": "RabbitMQ management API port (the plugin is enabled if it does not answer)",
+    "MAXCONN_WANTED": "PostgreSQL max_connections the script raises the server to if it is lower (restarts PostgreSQL once)",
 }
 
 HEADER = """\
