@@ -31,16 +31,24 @@ def free_port() -> int:
 
 def make_test_settings(tag: str) -> Settings:
     suffix = f"{tag}_{os.getpid()}_{secrets.token_hex(3)}"
+    gateway_port = free_port()
     return load_settings({}).with_overrides(
         db_name=f"sp_test_{suffix}",
         amqp_vhost=f"sp_test_{suffix}",
-        gateway_port=free_port(),
+        gateway_port=gateway_port,
+        public_url=f"http://127.0.0.1:{gateway_port}",
         state_dir=str(ARTIFACTS / "state" / suffix),
         consumer_retry_base_ms=50,
         consumer_max_attempts=3,
         # Real argon2id, with cheaper parameters: the suite creates hundreds of users.
         password_hash_time_cost=1,
         password_hash_memory_kib=8192,
+        # Edge functions: the runtime on its own free port; SUPABASE_URL must point at this
+        # gateway; a short wall clock so the limit tests do not wait 150 s.
+        functions_runtime_port=free_port(),
+        functions_wall_clock_s=8,
+        # The Stripe webhook route verifies signatures with this (tests sign with it too).
+        stripe_webhook_secret="whsec_platform_tests",
     )
 
 
@@ -51,8 +59,25 @@ def settings() -> Iterator[Settings]:
     admin.create_vhost(s.amqp_vhost)
     bootstrap(s)
     yield s
+    drop_tenants(s)
     drop_database(s)
     admin.delete_vhost(s.amqp_vhost)
+
+
+def drop_tenants(s: Settings) -> None:
+    """Tenant databases and roles live cluster-wide, outside the throwaway platform database:
+    remove every tenant this session's provisioner touched."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(s.db_conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('provisioner.sagas')").fetchone()[0]
+        refs = [r[0] for r in conn.execute("SELECT DISTINCT ref FROM provisioner.sagas").fetchall()] if exists else []
+    with psycopg.connect(s.conninfo_for("postgres"), autocommit=True) as conn:
+        for ref in refs:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ref)))
+            for role in (f"postgres.{ref}", f"authenticator.{ref}", ref):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
+from services.shared.eventstore import retry_on_conflict
 from services.shared.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unauthorized
 from services.shared.mail import Mail, Mailer
 
@@ -144,6 +146,7 @@ class OrgsApplication(Application):
     def get_user(self, user_id: str) -> dict[str, Any]:
         return self._user_view(self._user(user_id))
 
+    @retry_on_conflict
     def update_profile(self, user_id: str, changes: dict[str, Any], ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         user = self._user(user_id)
         meta = meta_of(ctx)
@@ -164,6 +167,7 @@ class OrgsApplication(Application):
         self._save_unique("that email address is already in use", *pending)
         return self._user_view(user)
 
+    @retry_on_conflict
     def change_password(self, user_id: str, current_password: str, new_password: str,
                         ctx: dict[str, Any] | None = None) -> None:
         user = self._user(user_id)
@@ -173,6 +177,7 @@ class OrgsApplication(Application):
         user.change_password(password_hash=self.hasher.hash(new_password), meta=meta_of(ctx))
         self.save(user)
 
+    @retry_on_conflict
     def select_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         user = self._user(user_id)
         org = self._org(slug)
@@ -188,6 +193,7 @@ class OrgsApplication(Application):
         user = self._user_by_email(normalise_email(email), missing=NotFound(f"no user with email {email}"))
         return self.create_token(str(user.id), name or "token", ctx)
 
+    @retry_on_conflict
     def create_token(self, user_id: str, name: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         name = check_name(name)
         user = self._user(user_id)
@@ -203,6 +209,7 @@ class OrgsApplication(Application):
         used = self.token_usage.last_used(list(user.token_ids))
         return [self._token_view(self.repository.get(uuid.UUID(t)), used.get(t)) for t in user.token_ids]
 
+    @retry_on_conflict
     def revoke_token(self, user_id: str, token_id: str, ctx: dict[str, Any] | None = None) -> None:
         user = self._user(user_id)
         if token_id not in user.token_ids:
@@ -252,6 +259,7 @@ class OrgsApplication(Application):
         user = self._user(user_id)
         return [self._org_view(self._org(s), user_id) for s in user.organizations]
 
+    @retry_on_conflict
     def update_organization(self, user_id: str, slug: str, changes: dict[str, Any],
                             ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org = self._authorized(user_id, slug, "org.update")
@@ -277,6 +285,7 @@ class OrgsApplication(Application):
         self.save(org)
         return self._org_view(org, user_id)
 
+    @retry_on_conflict
     def delete_organization(self, user_id: str, slug: str, projects: ProjectsPort,
                             ctx: dict[str, Any] | None = None) -> None:
         org = self._authorized(user_id, slug, "org.delete")
@@ -306,6 +315,18 @@ class OrgsApplication(Application):
             out.append({"user_id": member_id, "email": u.email, "display_name": u.display_name, "role": role})
         return out
 
+    def list_org_members(self, slug: str, roles: list[str] | None = None) -> list[dict[str, Any]]:
+        """For other services (no caller to check): an organization's members, optionally
+        only those with one of `roles` (metering mails usage alerts to owners and admins)."""
+        org = self._org(slug)
+        out = []
+        for member_id, role in org.members.items():
+            if roles is None or role in roles:
+                u = self._user(member_id)
+                out.append({"user_id": member_id, "email": u.email, "display_name": u.display_name, "role": role})
+        return out
+
+    @retry_on_conflict
     def change_member_role(self, user_id: str, slug: str, member_id: str, role: str,
                            ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org = self._authorized(user_id, slug, "members.change_role")
@@ -319,6 +340,7 @@ class OrgsApplication(Application):
         self.save(org)
         return {"user_id": member_id, "role": role}
 
+    @retry_on_conflict
     def remove_member(self, user_id: str, slug: str, member_id: str, ctx: dict[str, Any] | None = None) -> None:
         if member_id == user_id:
             return self.leave_organization(user_id, slug, ctx)
@@ -335,6 +357,7 @@ class OrgsApplication(Application):
         member.left(org_slug=slug, meta=meta)
         self.save(org, member)
 
+    @retry_on_conflict
     def leave_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> None:
         org = self._authorized(user_id, slug, "org.leave")
         meta = _org_meta(ctx, slug)
@@ -344,6 +367,7 @@ class OrgsApplication(Application):
         user.left(org_slug=slug, meta=meta)
         self.save(org, user)
 
+    @retry_on_conflict
     def transfer_ownership(self, user_id: str, slug: str, to_user_id: str, ctx: dict[str, Any] | None = None) -> None:
         org = self._authorized(user_id, slug, "org.transfer_ownership")
         if to_user_id not in org.members:
@@ -353,6 +377,7 @@ class OrgsApplication(Application):
         self.save(org)
 
     # ===== invitations =========================================================================
+    @retry_on_conflict
     def invite_member(self, user_id: str, slug: str, email: str, role: str,
                       ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org = self._authorized(user_id, slug, "members.invite")
@@ -378,6 +403,7 @@ class OrgsApplication(Application):
         org = self._authorized(user_id, slug, "invitations.read")
         return [self._invitation_view(org, i) for i in org.invitations]
 
+    @retry_on_conflict
     def resend_invitation(self, user_id: str, slug: str, invitation_id: str,
                           ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org = self._authorized(user_id, slug, "invitations.manage")
@@ -390,6 +416,7 @@ class OrgsApplication(Application):
         self._send_invitation(org, invitation_id, inv["email"], inv["role"], f"{invitation_id}.{secret}", user_id)
         return self._invitation_view(org, invitation_id)
 
+    @retry_on_conflict
     def revoke_invitation(self, user_id: str, slug: str, invitation_id: str, ctx: dict[str, Any] | None = None) -> None:
         org = self._authorized(user_id, slug, "invitations.manage")
         self._invitation_of(org, invitation_id)
@@ -404,6 +431,7 @@ class OrgsApplication(Application):
         return {"organization": {"slug": org.slug, "name": org.name}, "email": inv["email"], "role": inv["role"],
                 "status": self._status(inv), "expires_at": inv["expires_at"].isoformat()}
 
+    @retry_on_conflict
     def accept_invitation(self, user_id: str, token: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         org, inv_id = self._invitation_by_token(token)
         inv = org.invitations[inv_id]
@@ -445,6 +473,96 @@ class OrgsApplication(Application):
             })
         entries.reverse()
         return entries[: max(1, min(int(limit), 1000))]
+
+    # ===== platform administration =============================================================
+    # Platform admins (User.is_admin) see and manage the whole platform; the flag is set by an
+    # operator (`platformctl users promote`) or by another admin, never by organization roles.
+    def promote_user(self, email: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Operator path (platformctl): make the user with this email a platform admin."""
+        user = self._user_by_email(normalise_email(email), missing=NotFound(f"no user with email {email}"))
+        if user.set_admin(True, meta=meta_of(ctx)):
+            self.save(user)
+        return self._user_view(user)
+
+    def require_admin(self, user_id: str) -> dict[str, Any]:
+        """For the gateway and other services: this user is an enabled platform admin, or Forbidden."""
+        try:
+            user = self._user(user_id)
+        except NotFound:
+            raise Forbidden("platform admins only") from None
+        if not user.is_admin or user.disabled:
+            raise Forbidden("platform admins only")
+        return self._user_view(user)
+
+    def admin_stats(self, actor_id: str) -> dict[str, Any]:
+        self.require_admin(actor_id)
+        users = self._all(User)
+        orgs = self._all(Organization)
+        return {"users": len(users), "admins": sum(1 for u in users if u.is_admin),
+                "disabled_users": sum(1 for u in users if u.disabled), "organizations": len(orgs),
+                "memberships": sum(len(o.members) for o in orgs),
+                "pending_invitations": sum(1 for o in orgs for i in o.invitations.values()
+                                           if self._status(i) == "pending")}
+
+    def admin_list_users(self, actor_id: str) -> list[dict[str, Any]]:
+        self.require_admin(actor_id)
+        return [{**self._user_view(u), "disabled": u.disabled, "created_at": u.created_on.isoformat()}
+                for u in self._all(User)]
+
+    def admin_list_organizations(self, actor_id: str) -> list[dict[str, Any]]:
+        self.require_admin(actor_id)
+        out = []
+        for org in self._all(Organization):
+            owners = []
+            for member_id in org.owners():
+                try:
+                    owners.append(self._user(member_id).email)
+                except NotFound:
+                    continue
+            out.append({**self._org_view(org), "members": len(org.members), "owners": owners})
+        return out
+
+    def admin_set_admin(self, actor_id: str, user_id: str, is_admin: bool,
+                        ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.require_admin(actor_id)
+        if user_id == actor_id and not is_admin:
+            raise Conflict("you cannot take away your own admin rights; ask another admin")
+        user = self._user(user_id)
+        if user.set_admin(bool(is_admin), meta=meta_of(ctx)):
+            self.save(user)
+        return {**self._user_view(user), "disabled": user.disabled, "created_at": user.created_on.isoformat()}
+
+    def admin_set_disabled(self, actor_id: str, user_id: str, disabled: bool,
+                           ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.require_admin(actor_id)
+        if user_id == actor_id and disabled:
+            raise Conflict("you cannot disable your own account")
+        user = self._user(user_id)
+        if user.set_disabled(bool(disabled), meta=meta_of(ctx)):
+            self.save(user)
+        return {**self._user_view(user), "disabled": user.disabled, "created_at": user.created_on.isoformat()}
+
+    def permissions_in(self, user_id: str, slug: str) -> dict[str, Any]:
+        """Your role in an organization and every action of the matrix it allows."""
+        org = self._authorized(user_id, slug, "org.read")
+        role = org.role_of(user_id)
+        return {"role": role, "actions": [a.name for a in permissions.MATRIX if permissions.allowed(role, a.name)]}
+
+    def _all(self, kind: type[Any]) -> list[Any]:
+        """Every live aggregate of a kind, oldest first, found through its creation events in
+        the notification log (no read model: the admin pages are the only ones to list all)."""
+        topic = get_topic(kind.Registered if kind is User else kind.Created)
+        found: list[Any] = []
+        position: int | None = 1
+        while True:
+            batch = self.recorder.select_notifications(position, limit=1000, topics=[topic])
+            for n in batch:
+                item = self.repository.get(n.originator_id)
+                if not getattr(item, "deleted", False):
+                    found.append(item)
+            if len(batch) < 1000:
+                return found
+            position = batch[-1].id + 1
 
     # ===== helpers =============================================================================
     def _authorized(self, user_id: str, slug: str, action: str) -> Organization:
@@ -556,7 +674,7 @@ class OrgsApplication(Application):
     def _user_view(user: User) -> dict[str, Any]:
         return {"id": str(user.id), "email": user.email, "display_name": user.display_name,
                 "current_organization": user.current_org, "organizations": list(user.organizations),
-                "is_admin": user.is_admin}
+                "is_admin": user.is_admin, "disabled": user.disabled}
 
     @staticmethod
     def _token_view(at: AccessToken, last_used: datetime | None) -> dict[str, Any]:

@@ -20,13 +20,15 @@ from typing import Any, Callable, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from services.shared.crypto import SecretBox
+from services.shared.eventstore import retry_on_conflict
 from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound
 
 from . import keys
 from .auth_config_fields import FIELDS as AUTH_FIELDS
-from .domain import IdempotencyRecord, OrgProjects, Project, RuleViolation
+from .domain import ACTIVE, IdempotencyRecord, OrgProjects, Project, RuleViolation
 
 REF_RE = re.compile(r"^[a-z]{20}$")
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-east-1", "ap-southeast-1", "ap-northeast-1",
@@ -146,6 +148,7 @@ class ProjectsApplication(Application):
                 f"organization ({len(org_projects.active)} active); pause or delete one, or upgrade the plan")
 
     # ===== lifecycle ===========================================================================
+    @retry_on_conflict
     def pause_project(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         project = self._authorized(user_id, ref, "projects.manage", orgs)
         with _rules():
@@ -153,6 +156,7 @@ class ProjectsApplication(Application):
         self.save(project)
         return self._view(project)
 
+    @retry_on_conflict
     def restore_project(self, user_id: str, ref: str, orgs: OrgsPort, billing: BillingPort,
                         ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         project = self._authorized(user_id, ref, "projects.manage", orgs)
@@ -161,9 +165,10 @@ class ProjectsApplication(Application):
         with _rules():
             project.request_restore(operation_id=str(uuid.uuid4()), meta=meta_of(ctx))
         org_projects.set_active(ref, True)
-        self._save_retrying(project, org_projects)
+        self.save(project, org_projects)
         return self._view(project)
 
+    @retry_on_conflict
     def delete_project(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         project = self._authorized(user_id, ref, "projects.delete", orgs)
         with _rules():
@@ -189,6 +194,26 @@ class ProjectsApplication(Application):
         org_projects = self._org_projects(org_slug)
         return sum(1 for ref in org_projects.refs if self._project(ref).status != "REMOVED")
 
+    def project_org(self, ref: str) -> str:
+        """The organization a project belongs to (for the gateway's usage meter)."""
+        return self._project(ref).org_slug
+
+    def list_active_projects(self) -> list[dict[str, Any]]:
+        """Every project that uses resources now (not paused, not removed), with its
+        organization: what metering samples database and storage size of."""
+        topic = get_topic(Project.Requested)
+        out: list[dict[str, Any]] = []
+        position = 1
+        while True:
+            batch = self.recorder.select_notifications(position, limit=1000, topics=[topic])
+            for n in batch:
+                project: Project = self.repository.get(n.originator_id)
+                if project.status in ACTIVE:
+                    out.append({"ref": project.ref, "org_slug": project.org_slug, "status": project.status})
+            if len(batch) < 1000:
+                return out
+            position = batch[-1].id + 1
+
     def api_keys(self, user_id: str, ref: str, orgs: OrgsPort) -> list[dict[str, Any]]:
         project = self._authorized(user_id, ref, "projects.read", orgs)
         self._require_live(project)
@@ -201,6 +226,7 @@ class ProjectsApplication(Application):
         return [{**k, "id": k["name"], "type": "legacy", "description": None, "prefix": None, "hash": None,
                  "secret_jwt_template": None, "inserted_at": None, "updated_at": None} for k in out]
 
+    @retry_on_conflict
     def rotate_jwt_secret(self, user_id: str, ref: str, orgs: OrgsPort, ctx: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         project = self._authorized(user_id, ref, "projects.secrets", orgs)
         self._require_live(project)
@@ -237,6 +263,7 @@ class ProjectsApplication(Application):
         project = self._authorized(user_id, ref, "projects.read", orgs)
         return dict(project.postgrest)
 
+    @retry_on_conflict
     def update_postgrest(self, user_id: str, ref: str, changes: dict[str, Any], orgs: OrgsPort,
                          ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         project = self._authorized(user_id, ref, "projects.manage", orgs)
@@ -261,6 +288,7 @@ class ProjectsApplication(Application):
         project = self._authorized(user_id, ref, "projects.read", orgs)
         return self._auth_view(project)
 
+    @retry_on_conflict
     def update_auth_config(self, user_id: str, ref: str, changes: dict[str, Any], orgs: OrgsPort,
                            ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         project = self._authorized(user_id, ref, "projects.manage", orgs)
@@ -291,8 +319,12 @@ class ProjectsApplication(Application):
     def get_tenant_credentials(self, ref: str) -> dict[str, str]:
         project = self._project(ref)
         self._require_live(project)
-        return {"db_pass": self.box.decrypt(project.db_pass_enc, ref),
-                "jwt_secret": self.box.decrypt(project.jwt_secret_enc, ref)}
+        secret = self.box.decrypt(project.jwt_secret_enc, ref)
+        # The keys too, exactly as the API shows them: the functions runtime hands them to
+        # workers (SUPABASE_ANON_KEY, SUPABASE_SERVICE_ROLE_KEY), and code may compare them.
+        return {"db_pass": self.box.decrypt(project.db_pass_enc, ref), "jwt_secret": secret,
+                "anon_key": keys.api_key(secret, ref, "anon", project.keys_issued_at),
+                "service_role_key": keys.api_key(secret, ref, "service_role", project.keys_issued_at)}
 
     # ===== provisioner outcomes (idempotent) ===================================================
     def apply_progress(self, envelope: dict[str, Any]) -> bool:
@@ -333,6 +365,33 @@ class ProjectsApplication(Application):
                 continue  # a concurrent change: reload and apply again
         raise Conflict(f"could not record outcome for project {ref}: too many concurrent changes")
 
+    # ===== platform admins =====================================================================
+    def admin_list_projects(self, actor_id: str, orgs: Any) -> list[dict[str, Any]]:
+        """Every project of the platform, removed ones too (for platform admins; orgs says who is)."""
+        orgs.require_admin(actor_id)
+        topic = get_topic(Project.Requested)
+        out: list[dict[str, Any]] = []
+        position = 1
+        while True:
+            batch = self.recorder.select_notifications(position, limit=1000, topics=[topic])
+            out += [self._view(self.repository.get(n.originator_id), detail=True) for n in batch]
+            if len(batch) < 1000:
+                return out
+            position = batch[-1].id + 1
+
+    def admin_project_action(self, actor_id: str, ref: str, action: str, orgs: Any, billing: BillingPort,
+                             ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Pause, restore or delete any project as a platform admin: the same commands and
+        rules as for an organization's owner, only the authorisation differs."""
+        as_admin = _AdminActing(orgs, actor_id)
+        if action == "pause":
+            return self.pause_project(actor_id, ref, as_admin, ctx)
+        if action == "restore":
+            return self.restore_project(actor_id, ref, as_admin, billing, ctx)
+        if action == "delete":
+            return self.delete_project(actor_id, ref, as_admin, ctx)
+        raise InvalidInput("action: one of pause, restore, delete")
+
     # ===== helpers =============================================================================
     def _authorized(self, user_id: str, ref: str, action: str, orgs: OrgsPort) -> Project:
         project = self._project(ref)
@@ -357,12 +416,6 @@ class ProjectsApplication(Application):
             return self.repository.get(OrgProjects.create_id(org_slug=org_slug))
         except AggregateNotFoundError:
             return OrgProjects(org_slug=org_slug)
-
-    def _save_retrying(self, *aggregates: Any) -> None:
-        try:
-            self.save(*aggregates)
-        except IntegrityError:
-            raise Conflict("the project changed at the same time; try again") from None
 
     @staticmethod
     def _require_live(project: Project) -> None:
@@ -390,6 +443,20 @@ class ProjectsApplication(Application):
         return out
 
 
+class _AdminActing:
+    """The orgs port as seen by a platform admin's command: orgs confirms the admin flag once,
+    then every organization action is allowed (admins act on any project)."""
+
+    def __init__(self, orgs: Any, actor_id: str):
+        orgs.require_admin(actor_id)
+
+    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+        return {"slug": slug, "name": slug, "role": "admin"}
+
+    def list_organizations(self, user_id: str) -> list[dict[str, Any]]:
+        return []
+
+
 def numeric_id(ref: str) -> int:
     """V1ProjectRefResponse wants an integer id: a stable one derived from the ref."""
     return zlib.crc32(ref.encode())
@@ -408,6 +475,9 @@ AUTH_DEFAULTS: dict[str, Any] = {
 def _auth_default(name: str, f: dict[str, Any]) -> Any:
     if name in AUTH_DEFAULTS:
         return AUTH_DEFAULTS[name]
+    if "enum" in f:
+        # OpenAPI 3.0 validators read `nullable` with an enum as "null only if listed".
+        return f["enum"][0]
     if f["nullable"]:
         return None
     return {"boolean": False, "integer": 0, "number": 0, "string": ""}[f["type"]]

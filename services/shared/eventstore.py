@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+import functools
+from typing import Any, Callable, TypeVar
 
 from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
 
 from .db import ensure_schema
+from .errors import Conflict
 from .settings import Settings
 
 A = TypeVar("A", bound=Application)
@@ -31,3 +34,23 @@ def open_application(cls: type[A], settings: Settings, *, in_memory: bool = Fals
 def events_channel(cls: type[Application]) -> str:
     """The LISTEN/NOTIFY channel eventsourcing notifies on after inserting events."""
     return f"{cls.name.lower()}_events"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def retry_on_conflict(method: F) -> F:
+    """Run an application command again when its save lost a race (another writer saved the
+    same aggregate first). Each run reloads the aggregates, so the command re-decides on
+    fresh state; after 10 lost races the caller gets a clear Conflict."""
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for _ in range(10):
+            try:
+                return method(*args, **kwargs)
+            except IntegrityError:
+                continue
+        raise Conflict("too many concurrent changes to the same thing; try again")
+
+    return run  # type: ignore[return-value]
