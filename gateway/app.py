@@ -57,7 +57,8 @@ class Caller:
 
 # Route modules beside this one register more handlers (plain functions taking the gateway
 # as first argument); import them here so every process has the same table.
-ROUTE_MODULES: tuple[str, ...] = ()
+ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
+                                  "gateway.metering_routes")
 HANDLERS: dict[str, Callable[..., Response]] = {}
 
 
@@ -140,6 +141,10 @@ class Gateway:
             if request.method in UNSAFE and request.headers.get("X-CSRF-Token") != session.csrf_token:
                 raise HttpError(403, "missing or wrong X-CSRF-Token header for this session")
             caller = Caller(self.services.orgs.get_user(session.user_id), session, token)
+            if caller.user.get("disabled"):
+                # Disabling an account ends its sessions too (tokens are refused by orgs itself).
+                self.sessions.delete(token)
+                raise HttpError(401, "account disabled")
         ctx["actor"] = caller.id
         return caller
 

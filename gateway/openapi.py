@@ -40,6 +40,8 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     error_ref = _ref(schemas.Error, components)
     for r in ROUTES:
+        if r.tag == "web":
+            continue  # the dashboard's HTML pages and static files: not API
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.path)
         op: dict[str, Any] = {"operationId": r.endpoint, "summary": r.summary, "tags": [r.tag]}
         params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}

@@ -477,6 +477,7 @@ class OrgsApplication(Application):
     # ===== platform administration =============================================================
     # Platform admins (User.is_admin) see and manage the whole platform; the flag is set by an
     # operator (`platformctl users promote`) or by another admin, never by organization roles.
+    @retry_on_conflict
     def promote_user(self, email: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         """Operator path (platformctl): make the user with this email a platform admin."""
         user = self._user_by_email(normalise_email(email), missing=NotFound(f"no user with email {email}"))
@@ -522,6 +523,7 @@ class OrgsApplication(Application):
             out.append({**self._org_view(org), "members": len(org.members), "owners": owners})
         return out
 
+    @retry_on_conflict
     def admin_set_admin(self, actor_id: str, user_id: str, is_admin: bool,
                         ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         self.require_admin(actor_id)
@@ -532,6 +534,7 @@ class OrgsApplication(Application):
             self.save(user)
         return {**self._user_view(user), "disabled": user.disabled, "created_at": user.created_on.isoformat()}
 
+    @retry_on_conflict
     def admin_set_disabled(self, actor_id: str, user_id: str, disabled: bool,
                            ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         self.require_admin(actor_id)

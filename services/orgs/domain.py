@@ -72,6 +72,43 @@ class User(Aggregate):
     def _selected(self, org_slug: str, meta: Meta) -> None:
         self.current_org = org_slug
 
+    # -- platform administration (operators and platform admins, not organization roles) ----
+    def set_admin(self, is_admin: bool, meta: Meta) -> bool:
+        """Grant or take away the platform admin flag; False when it already was so."""
+        if self.is_admin == is_admin:
+            return False
+        if is_admin:
+            self._promoted_to_admin(meta=meta)
+        else:
+            self._demoted_from_admin(meta=meta)
+        return True
+
+    @event("PromotedToAdmin")
+    def _promoted_to_admin(self, meta: Meta) -> None:
+        self.is_admin = True
+
+    @event("DemotedFromAdmin")
+    def _demoted_from_admin(self, meta: Meta) -> None:
+        self.is_admin = False
+
+    def set_disabled(self, disabled: bool, meta: Meta) -> bool:
+        """Disable (no sign-in, tokens and sessions refused) or enable; False when no change."""
+        if self.disabled == disabled:
+            return False
+        if disabled:
+            self._disabled(meta=meta)
+        else:
+            self._enabled(meta=meta)
+        return True
+
+    @event("Disabled")
+    def _disabled(self, meta: Meta) -> None:
+        self.disabled = True
+
+    @event("Enabled")
+    def _enabled(self, meta: Meta) -> None:
+        self.disabled = False
+
     @event("TokenAdded")
     def add_token(self, token_id: str, meta: Meta) -> None:
         self.token_ids.append(token_id)

@@ -21,6 +21,14 @@ def to_message(e: Any) -> OutgoingMessage | None:
 
     if isinstance(e, User.Registered):
         return OutgoingMessage("user_signed_up", 1, {"user_id": str(e.originator_id), "email": e.email}, **common)
+    if isinstance(e, User.PromotedToAdmin):
+        return OutgoingMessage("user_admin_changed", 1, {"user_id": str(e.originator_id), "is_admin": True}, **common)
+    if isinstance(e, User.DemotedFromAdmin):
+        return OutgoingMessage("user_admin_changed", 1, {"user_id": str(e.originator_id), "is_admin": False}, **common)
+    if isinstance(e, User.Disabled):
+        return OutgoingMessage("user_access_changed", 1, {"user_id": str(e.originator_id), "disabled": True}, **common)
+    if isinstance(e, User.Enabled):
+        return OutgoingMessage("user_access_changed", 1, {"user_id": str(e.originator_id), "disabled": False}, **common)
     if not isinstance(e, Organization.Event):
         return None
     # Only Created carries the slug as a field; the application records it in the meta of

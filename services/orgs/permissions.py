@@ -41,6 +41,11 @@ MATRIX: tuple[Action, ...] = (
     _a("projects.manage", "owner,admin", "Pause, restore and change project settings"),
     _a("projects.delete", "owner,admin", "Delete projects"),
     _a("projects.secrets", "owner,admin", "Reveal the service_role key and rotate the JWT secret"),
+    _a("billing.read", "owner,admin,member", "See the plan, its quotas and limits, and preview a plan change"),
+    _a("billing.invoices", "owner,admin", "See invoices and their amounts"),
+    _a("billing.manage", "owner", "Change the plan (upgrade, downgrade) and the spend cap"),
+    _a("usage.read", "owner,admin,member", "See usage per metric and period, usage alerts and project budgets"),
+    _a("usage.budgets", "owner,admin", "Set and remove usage budgets on projects (alerts at 50/80/100 %)"),
 )
 
 BY_NAME = {a.name: a for a in MATRIX}

@@ -104,6 +104,10 @@ class OrgsService:
         return self.app.list_members(user_id, slug)
 
     @rpc(expected_exceptions=EXPECTED)
+    def list_org_members(self, slug: str, roles: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.app.list_org_members(slug, roles)
+
+    @rpc(expected_exceptions=EXPECTED)
     def change_member_role(self, user_id: str, slug: str, member_id: str, role: str, ctx: Ctx = None) -> dict[str, Any]:
         return self.app.change_member_role(user_id, slug, member_id, role, ctx)
 
@@ -148,3 +152,36 @@ class OrgsService:
     @rpc(expected_exceptions=EXPECTED)
     def audit_log(self, user_id: str, slug: str, limit: int = 100) -> list[dict[str, Any]]:
         return self.app.audit_log(user_id, slug, limit)
+
+    # platform administration
+    @rpc(expected_exceptions=EXPECTED)
+    def permissions_in(self, user_id: str, slug: str) -> dict[str, Any]:
+        return self.app.permissions_in(user_id, slug)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def promote_user(self, email: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.promote_user(email, ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def require_admin(self, user_id: str) -> dict[str, Any]:
+        return self.app.require_admin(user_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_stats(self, user_id: str) -> dict[str, Any]:
+        return self.app.admin_stats(user_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_list_users(self, user_id: str) -> list[dict[str, Any]]:
+        return self.app.admin_list_users(user_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_list_organizations(self, user_id: str) -> list[dict[str, Any]]:
+        return self.app.admin_list_organizations(user_id)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_set_admin(self, user_id: str, target_id: str, is_admin: bool, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.admin_set_admin(user_id, target_id, is_admin, ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_set_disabled(self, user_id: str, target_id: str, disabled: bool, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.admin_set_disabled(user_id, target_id, disabled, ctx)

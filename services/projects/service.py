@@ -88,6 +88,16 @@ class ProjectsService:
     def settings_history(self, user_id: str, ref: str) -> list[dict[str, Any]]:
         return self.app.settings_history(user_id, ref, RemotePort(self.orgs))
 
+    # -- platform admins (orgs confirms the admin flag) ------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_list_projects(self, user_id: str) -> list[dict[str, Any]]:
+        return self.app.admin_list_projects(user_id, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def admin_project_action(self, user_id: str, ref: str, action: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.admin_project_action(user_id, ref, action, RemotePort(self.orgs), RemotePort(self.billing),
+                                             ctx)
+
     # -- other services ------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def count_projects(self, org_slug: str) -> int:
@@ -96,6 +106,14 @@ class ProjectsService:
     @rpc(expected_exceptions=EXPECTED)
     def get_tenant_credentials(self, ref: str) -> dict[str, str]:
         return self.app.get_tenant_credentials(ref)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def project_org(self, ref: str) -> str:
+        return self.app.project_org(ref)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_active_projects(self) -> list[dict[str, Any]]:
+        return self.app.list_active_projects()
 
     # -- provisioner outcomes ------------------------------------------------------------------
     @reliable_handler("provisioner", "provisioning_step_started")

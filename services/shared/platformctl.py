@@ -1,5 +1,5 @@
 """platformctl: the operators' command line (status, event history, replay, projection
-rebuilds, bootstrap users and tokens).
+rebuilds, bootstrap users and tokens, closing billing periods).
 
 Thin: one function per command over the shared plumbing (the relay's `message_for`, broker,
 management API, services' RPC). Runs without eventlet; loads nameko (through nameko_ext)
@@ -31,11 +31,13 @@ from .db import connect as db_connect
 from .eventstore import events_channel, open_application
 from .outbox import RelaySpec
 from .rabbitadmin import RabbitAdmin
-from .relay import PRODUCERS, load_spec, message_for, position_key, relay_connection_name
-from .settings import SERVICES, Settings, load_settings
+from .relay import PRODUCERS, load_spec, message_for
+from .settings import Settings, load_settings
+# Status figures are computed in one place, shared with the admin panel; relay_lag and
+# exact_depths stay importable from here for scripts and tests.
+from .status import exact_depths, platform_status, relay_lag, relay_position  # noqa: F401
 
 RPC_TIMEOUT = 10.0
-HEALTH_TIMEOUT = 2.0
 REPLAY_BATCH = 500
 
 
@@ -73,7 +75,7 @@ def open_store(producer: str, settings: Settings) -> Iterator[tuple[RelaySpec, A
     if producer not in PRODUCERS:
         raise CtlError(f"unknown service {producer!r}; producers with a store: {', '.join(PRODUCERS)}")
     spec = load_spec(producer)
-    app = open_application(spec.application, settings)
+    app = open_application(spec.application, settings, pool_size=1, max_overflow=0)
     try:
         yield spec, app
     finally:
@@ -116,42 +118,6 @@ def newest_notifications(app: Application, n: int) -> list[Notification]:
         if len(found) >= n or start == 1:
             return found[-n:]
         window *= 2
-
-
-def exact_depths(settings: Settings, names: list[str]) -> dict[str, tuple[int, int]]:
-    """(ready messages, consumers) per queue, straight from the broker: the management
-    API's figures lag by its statistics interval (5 s by default)."""
-    out: dict[str, tuple[int, int]] = {}
-    conn = broker.connect(settings)
-    try:
-        channel = conn.channel()
-        for name in names:
-            try:
-                ok = channel.queue_declare(name, passive=True)
-                out[name] = (int(ok.message_count), int(ok.consumer_count))
-            except amqp.exceptions.ChannelError:
-                channel = conn.channel()  # gone meanwhile, or exclusive: that closed the channel
-    finally:
-        conn.close()
-    return out
-
-
-def relay_position(settings: Settings, spec: RelaySpec) -> int:
-    schema = spec.application.name
-    with db_connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            f'SELECT position FROM "{schema}".relay_position WHERE relay = %s', (position_key(spec.producer),)
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def relay_lag(settings: Settings) -> dict[str, tuple[int, int]]:
-    """Per producer: (relay's saved position, newest position in its store)."""
-    lag = {}
-    for producer in PRODUCERS:
-        with open_store(producer, settings) as (spec, app):
-            lag[producer] = (relay_position(settings, spec), app.recorder.max_notification_id() or 0)
-    return lag
 
 
 # -- consumers' queues and replay ------------------------------------------------------------
@@ -275,75 +241,25 @@ PROJECTIONS: dict[str, Projection] = {
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    admin = RabbitAdmin(settings, timeout=3)
-    # RPC callers' private reply queues are noise (and exclusive to their connections).
-    queues = [q for q in admin.queues() if not q["name"].startswith("rpc.reply-")]
-    exact = exact_depths(settings, [q["name"] for q in queues])
-    for q in queues:
-        if q["name"] in exact:
-            q["messages_ready"], q["consumers"] = exact[q["name"]]
-            q["messages"] = q["messages_ready"] + q.get("messages_unacknowledged", 0)
-    consumers = {q["name"]: q.get("consumers", 0) for q in queues}
-    problems: list[str] = []
-    down: list[str] = []
-
+    status = platform_status(settings)
     print("processes")
-    health: dict[str, str] = {}
-    live = [s for s in SERVICES if consumers.get(f"rpc-{s}", 0) > 0]
-    if live:
-        ext = nameko_ext()
-        with ext.cluster_rpc(settings, HEALTH_TIMEOUT) as proxy:
-            # Ask every service at once, so a hung one costs one timeout, not one each.
-            replies = {s: proxy[s].health.call_async() for s in live}
-            for s, reply in replies.items():
-                try:
-                    health[s] = str(reply.result().get("status", "?"))
-                except ext.RpcTimeout:
-                    health[s] = f"no answer in {HEALTH_TIMEOUT:g}s"
-                except Exception as e:  # noqa: BLE001 -- report any failure as "down"
-                    health[s] = broker.describe_exception(e).splitlines()[-1]
-    for s in SERVICES:
-        state = health.get(s, "no consumer on rpc queue")
-        up = state == "ok"
-        print(f"  {s:<12} {'up' if up else 'DOWN':<5} {'health ok' if up else state}")
-        if not up:
-            down.append(s)
-
-    url = f"http://{settings.gateway_host}:{settings.gateway_port}/health"
-    try:
-        up = requests.get(url, timeout=HEALTH_TIMEOUT).status_code == 200
-        detail = url
-    except requests.RequestException as e:
-        up, detail = False, f"{url}: {type(e).__name__}"
-    print(f"  {'gateway':<12} {'up' if up else 'DOWN':<5} {detail}")
-    if not up:
-        down.append("gateway")
-
-    with db_connect(settings, autocommit=True) as conn:
-        names = {r[0] for r in conn.execute(
-            "SELECT application_name FROM pg_stat_activity WHERE datname = %s", (settings.db_name,))}
-    missing = [p for p in PRODUCERS if relay_connection_name(p) not in names]
-    print(f"  {'relay':<12} {'DOWN' if missing else 'up':<5} "
-          + (f"not relaying: {', '.join(missing)}" if missing else f"relaying: {', '.join(PRODUCERS)}"))
-    down += [f"relay for {p}" for p in missing]
+    for p in status["processes"]:
+        print(f"  {p['name']:<12} {'up' if p['up'] else 'DOWN':<5} {p['detail']}")
 
     print("queues (ready / unacked / consumers; unacked as of the management API's last sample)")
+    queues = status["queues"]
     width = max([len(q["name"]) for q in queues] + [10])
-    for q in sorted(queues, key=lambda q: q["name"]):
-        flag = ""
-        if q["name"].endswith(".dlq") and q.get("messages", 0):
-            flag = "  DEAD LETTERS"
-            problems.append(f"{q['messages']} dead letter(s) in {q['name']}")
-        print(f"  {q['name']:<{width}} {q.get('messages_ready', 0):>7} {q.get('messages_unacknowledged', 0):>7}"
-              f" {q.get('consumers', 0):>4}{flag}")
+    for q in queues:
+        flag = "  DEAD LETTERS" if q["dead_letters"] else ""
+        print(f"  {q['name']:<{width}} {q['ready']:>7} {q['unacked']:>7} {q['consumers']:>4}{flag}")
 
     print("relay lag (events stored but not yet published)")
-    for producer, (position, top) in relay_lag(settings).items():
-        print(f"  {producer:<12} position {position} of {top}  lag {top - position}")
+    for r in status["relay"]:
+        print(f"  {r['producer']:<12} position {r['position']} of {r['newest']}  lag {r['lag']}")
 
-    problems = [f"{d} down" for d in down] + problems
+    problems = status["problems"]
     print("ok" if not problems else "problems: " + "; ".join(problems))
-    return 1 if down else 0
+    return 1 if status["down"] else 0
 
 
 def cmd_events_tail(settings: Settings, args: argparse.Namespace) -> int:
@@ -449,12 +365,27 @@ def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_promote(settings: Settings, args: argparse.Namespace) -> int:
+    user = rpc_call(settings, "orgs", "promote_user", args.email, {"actor": "platformctl"})
+    print(f"{user['email']} ({user['id']}) is a platform admin: the dashboard shows them the admin panel")
+    return 0
+
+
 def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
     issued = rpc_call(settings, "orgs", "issue_token", args.email, args.name, {"actor": "platformctl"})
     # Only the token on stdout, so `T=$(platformctl tokens create ...)` works.
     print(issued["token"])
     print(f"personal access token {issued['name']!r} for {args.email}; shown once, stored only as a hash",
           file=sys.stderr)
+    return 0
+
+
+def cmd_billing_close_period(settings: Settings, args: argparse.Namespace) -> int:
+    invoice = rpc_call(settings, "billing", "close_period", args.org, args.period, {"actor": "platformctl"})
+    print(f"invoice {invoice['id']} {invoice['org_slug']} {invoice['period']} on {invoice['rated_plan']}: "
+          f"{invoice['total']} {invoice['currency'].upper()} ({invoice['status']})")
+    for line in invoice["lines"]:
+        print(f"  {line['line']:>3}  {line['amount']:>12}  {line['description']}")
     return 0
 
 
@@ -466,6 +397,13 @@ class Parser(argparse.ArgumentParser):
         # Every failure exits 1 (argparse would use 2 for usage errors).
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def billing_period(text: str) -> str:
+    """A billing period: a calendar month, YYYY-MM."""
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"must be a month YYYY-MM, not {text!r}")
+    return text
 
 
 def count(text: str) -> int:
@@ -508,12 +446,15 @@ def build_parser() -> Parser:
     rebuild.set_defaults(func=cmd_projections_rebuild)
     pj.add_parser("list", help="rebuildable read models").set_defaults(func=cmd_projections_list)
 
-    users = commands.add_parser("users", help="bootstrap users")
+    users = commands.add_parser("users", help="bootstrap users and platform admins")
     us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
     uc = us.add_parser("create", help="create a user")
     uc.add_argument("--email", required=True)
     uc.add_argument("--password", required=True)
     uc.set_defaults(func=cmd_users_create)
+    up = us.add_parser("promote", help="make a user a platform admin (admin panel, all organizations)")
+    up.add_argument("--email", required=True)
+    up.set_defaults(func=cmd_users_promote)
 
     tokens = commands.add_parser("tokens", help="personal access tokens")
     tk = tokens.add_subparsers(dest="tokens_command", required=True, metavar="SUBCOMMAND")
@@ -521,6 +462,13 @@ def build_parser() -> Parser:
     tc.add_argument("--email", required=True)
     tc.add_argument("--name", default="platformctl", help="a label for the token")
     tc.set_defaults(func=cmd_tokens_create)
+
+    billing = commands.add_parser("billing", help="billing periods and invoices")
+    bl = billing.add_subparsers(dest="billing_command", required=True, metavar="SUBCOMMAND")
+    cp = bl.add_parser("close-period", help="close an organization's month into its invoice (again: the same invoice)")
+    cp.add_argument("--org", required=True, metavar="SLUG", help="the organization's slug")
+    cp.add_argument("--period", required=True, type=billing_period, metavar="YYYY-MM", help="an ended month")
+    cp.set_defaults(func=cmd_billing_close_period)
     return parser
 
 

@@ -54,6 +54,12 @@ def orgs_scenario(app: Any) -> None:
             return 0
 
     app.delete_organization(bob["id"], slug, NoProjects(), {**CTX, "actor": bob["id"]})
+    # Platform administration: an operator promotes ada; ada disables, enables, promotes bob.
+    app.promote_user("ada@example.com", CTX)
+    app.admin_set_disabled(user["id"], bob["id"], True, as_ada)
+    app.admin_set_disabled(user["id"], bob["id"], False, as_ada)
+    app.admin_set_admin(user["id"], bob["id"], True, as_ada)
+    app.admin_set_admin(user["id"], bob["id"], False, as_ada)
 
 
 def projects_scenario(app: Any) -> None:
@@ -89,8 +95,165 @@ def projects_scenario(app: Any) -> None:
     outcome(ref, "delete")
 
 
+def provisioner_scenario(app: Any) -> None:
+    from services.provisioner.application import MemorySagaLocks, SagaRunner
+    from services.provisioner.domain import RetryPolicy
+    from services.provisioner.drivers.base import Driver, StepContext, StepError
+    from services.provisioner.drivers.local import LocalDriver
+
+    class ScenarioDriver(Driver):
+        """The local driver's plans and facts, without the infrastructure; fails on request."""
+
+        PLANS = LocalDriver.PLANS
+        broken = False
+
+        def run_step(self, operation: str, step: str, ctx: StepContext) -> dict[str, Any]:
+            if self.broken:
+                raise StepError("could not connect to PostgreSQL at 127.0.0.1:5432 (connection refused)")
+            return {"backup_bytes": 1048576} if step == "backup_database" else {}
+
+        def connection_info(self, ref: str) -> dict[str, Any]:
+            return {"db_host": "127.0.0.1", "db_port": 5432, "db_name": ref, "db_user": f"postgres.{ref}",
+                    "bucket": f"sp-{ref}"}
+
+        def check_tenant(self, ref: str) -> dict[str, dict[str, Any]]:
+            return {}
+
+    class Credentials:
+        def get_tenant_credentials(self, ref: str) -> dict[str, str]:
+            return {"db_pass": "tenant password", "jwt_secret": "jwt secret"}
+
+    driver = ScenarioDriver()
+    app.plans = dict(driver.PLANS)
+    app.retry = RetryPolicy(max_attempts=2, base_delay_ms=0)
+    runner = SagaRunner(driver, MemorySagaLocks(), retry=app.retry, sleep=lambda _: None)
+    ref = "auyavwhkyjpmcwdydbso"
+    operations = [("create", "98da48a2-6e47-4fb5-a608-4885470389bc"), ("pause", "5f0c2b1e-8a43-4c1d-9e7a-2b6d8f3a1c55"),
+                  ("restore", "c7e91a04-3d2b-4f6e-8a15-9b0d7e4c2f18"), ("delete", "e2a5d8c1-7b94-4e03-a6f2-1c8b5d9e3a70")]
+    for operation, operation_id in operations:
+        saga = app.open_saga(operation, ref, operation_id, org_slug="acme-inc", ctx=CTX)
+        runner.run(app, saga["saga_id"], Credentials())
+    driver.broken = True
+    saga = app.open_saga("create", "qwertyuiopasdfghjklz", "0d4f6a2b-9c1e-4b8d-a7f3-5e2c8b1d4a96",
+                         org_slug="acme-inc", ctx=CTX)
+    runner.run(app, saga["saga_id"], Credentials())
+
+
+def billing_scenario(app: Any) -> None:
+    from datetime import datetime, timezone
+
+    now = [datetime(2026, 1, 16, tzinfo=timezone.utc)]
+    app.clock = lambda: now[0]
+    owner = "6b6fb872-a5ee-4210-a763-79eee06c21f6"
+
+    class Orgs:
+        def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+            return {"slug": slug, "name": slug, "role": "owner"}
+
+    class Projects:
+        def list_projects(self, user_id: str) -> list[dict[str, Any]]:
+            return [{"organization_slug": "acme-inc", "status": "ACTIVE_HEALTHY"}]
+
+    class Usage:
+        def period_totals(self, org_slug: str, start_iso: str, end_iso: str) -> dict[str, int]:
+            return {"egress_bytes": 262_500_000_000, "function_invocations": 3_000_000}
+
+    class Payments:
+        name = "local"
+
+        def ensure_customer(self, org_slug: str, subscription_id: str) -> str:
+            return f"local-{org_slug}"
+
+        def submit_invoice(self, customer_id: str, invoice: dict[str, Any]) -> dict[str, Any]:
+            return {"external_id": f"local-{invoice['id']}", "status": "open"}
+
+    created = {"event_id": "9a1f3c2e-4b5d-4e6f-8a7b-1c2d3e4f5a6b", "occurred_at": "2026-01-01T09:00:00+00:00",
+               "correlation_id": CTX["correlation_id"], "payload": {"slug": "acme-inc"}}
+    app.start_subscription(created)  # private: orgs already announced the organization
+    app.change_plan(owner, "acme-inc", {"plan": "pro", "spend_cap": True}, Orgs(), Projects(), None, CTX)
+    app.change_plan(owner, "acme-inc", {"plan": "pro", "spend_cap": False}, Orgs(), Projects(), None, CTX)
+    now[0] = datetime(2026, 2, 2, tzinfo=timezone.utc)
+    invoice = app.close_period("acme-inc", "2026-01", Usage(), Payments(), CTX)
+
+    class Verified:
+        provider = "stripe"
+
+        def verify(self, payload: str, signature: str) -> dict[str, Any]:
+            return {"id": "evt_1", "type": "invoice.paid", "created": 1770000000,
+                    "data": {"object": {"metadata": {"platform_invoice_id": invoice["id"]}}}}
+
+    app.receive_provider_event("{}", "t=1,v1=checked-by-the-adapter", Verified())
+
+
+def functions_scenario(app: Any) -> None:
+    from services.functions.storage import MemoryBundleStore, MemoryLogStore, MemoryTenantStore
+    from services.shared.crypto import SecretBox
+
+    app.box = SecretBox(b"k" * 32)
+    app.bundles, app.logs, app.tenants = MemoryBundleStore(), MemoryLogStore(), MemoryTenantStore()
+
+    class Projects:
+        def get_project(self, user_id: str, ref: str) -> dict[str, Any]:
+            return {"ref": ref, "organization_slug": "acme-inc", "status": "ACTIVE_HEALTHY"}
+
+    class Orgs:
+        def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+            return {"slug": slug, "name": slug, "role": "owner"}
+
+    owner, ref = "6b6fb872-a5ee-4210-a763-79eee06c21f6", "auyavwhkyjpmcwdydbso"
+    src = b"Deno.serve(() => new Response('hello'))"
+    app.deploy_function(owner, ref, "hello", {"entrypoint_path": "index.ts"}, [("index.ts", src)], False,
+                        Projects(), Orgs(), CTX)
+    app.set_secrets(owner, ref, [{"name": "API_KEY", "value": "s3cret"}], Projects(), Orgs(), CTX)  # private
+    app.record_invocations("runtime-1", [{"ref": ref, "org_slug": "acme-inc", "slug": "hello", "version": 1,
+                                          "status": 200, "duration_ms": 3.25, "at_ms": 1795000000000,
+                                          "request_id": "3b0e6f0a-1d7c-4b9e-8f51-2a6c9d4e7b10"}])
+    app.delete_function(owner, ref, "hello", Projects(), Orgs(), CTX)
+
+
 def probe_scenario(app: Any) -> None:
     app.record_batch("run-1", [0, 1, 2], fail_seqs=frozenset({2}))
+
+
+def gateway_scenario(app: Any) -> None:
+    # The gateway's real meter, flushing into its usage outbox: one batch of four records.
+    from gateway.usage import UsageMeter
+
+    meter = UsageMeter(app, max_records=100)
+    ref = "auyavwhkyjpmcwdydbso"
+    meter.add("acme-inc", ref, requests=1, egress=512, at=1767225600)
+    meter.add("acme-inc", ref, requests=2, egress=2048, at=1767225690)
+    meter.flush()
+
+
+def metering_scenario(app: Any) -> None:
+    ref = "auyavwhkyjpmcwdydbso"
+
+    class Usage:
+        """This month's usage as metering's SQL store reports it."""
+
+        def __init__(self) -> None:
+            self.changed = {"acme-inc"}
+
+        def month_usage(self, org_slug: str, month_start: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+            return {"egress_bytes": 4_100_000_000, "api_requests": 900}, {ref: {"api_requests": 900}}
+
+        def claim_changed_orgs(self) -> list[str]:
+            out, self.changed = sorted(self.changed), set()
+            return out
+
+        def mark_changed(self, org_slugs: Any) -> None:
+            self.changed.update(org_slugs)
+
+    class Billing:
+        def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+            return {"plan": "free", "quotas": {
+                "egress_bytes": {"included": 5_000_000_000, "unit": 1_000_000_000, "overage_price": None, "limit": "hard"},
+                "api_requests": {"included": None, "unit": 1_000_000, "overage_price": None, "limit": "soft"}}}
+
+    app.usage = Usage()
+    app.set_budget("acme-inc", ref, "api_requests", 1000, CTX)  # a budget: alerts at 50 and 80 %
+    app.check_alerts(Billing())  # egress at 82 % of the quota: alerts at 50 and 80 %
 
 
 # One scenario per relayed producer. When a producer gains a contract, extend its scenario
@@ -98,7 +261,12 @@ def probe_scenario(app: Any) -> None:
 SCENARIOS: dict[str, Callable[[Any], None]] = {
     "orgs": orgs_scenario,
     "projects": projects_scenario,
+    "provisioner": provisioner_scenario,
+    "billing": billing_scenario,
+    "functions": functions_scenario,
     "probe": probe_scenario,
+    "gateway": gateway_scenario,
+    "metering": metering_scenario,
 }
 
 

@@ -59,3 +59,17 @@ class OwnershipTransferredV1(Schema):
     slug = fields.String(required=True, validate=SLUG)
     from_user_id = fields.String(required=True)
     to_user_id = fields.String(required=True)
+
+
+@contract("user_admin_changed", 1, "orgs",
+          "A user became a platform admin (is_admin true) or stopped being one; set by operators and admins.")
+class UserAdminChangedV1(Schema):
+    user_id = fields.String(required=True)
+    is_admin = fields.Boolean(required=True)
+
+
+@contract("user_access_changed", 1, "orgs",
+          "A platform admin disabled a user's account (no sign-in, sessions and tokens refused) or enabled it again.")
+class UserAccessChangedV1(Schema):
+    user_id = fields.String(required=True)
+    disabled = fields.Boolean(required=True)

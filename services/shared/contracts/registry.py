@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from .fastpath import FastSchema
+
 EVENT_ID_NAMESPACE = uuid.UUID("6f0d7c1e-2b7a-4c55-9d7e-8f6a1b2c3d4e")
 
 
@@ -49,17 +51,20 @@ class Contract:
         """A shared instance of the payload schema. Building a marshmallow schema deep-copies
         its fields (most of the cost of checking one small message), and a schema keeps no
         per-call state, so one instance serves every message and thread."""
-        schema = _SCHEMA_INSTANCES.get(self.schema)
-        if schema is None:
-            schema = _SCHEMA_INSTANCES.setdefault(self.schema, self.schema())
-        return schema
+        return self.fast_schema().schema
+
+    def fast_schema(self) -> FastSchema:
+        fast = _FAST_SCHEMAS.get(self.schema)
+        if fast is None:
+            fast = _FAST_SCHEMAS.setdefault(self.schema, FastSchema(self.schema()))
+        return fast
 
 
-_SCHEMA_INSTANCES: dict[type[Schema], Schema] = {}
+_FAST_SCHEMAS: dict[type[Schema], FastSchema] = {}
 
 
 REGISTRY: dict[tuple[str, int], Contract] = {}
-_ENVELOPE = EnvelopeSchema()  # shared: see Contract.schema_instance
+_ENVELOPE = FastSchema(EnvelopeSchema())  # shared: see Contract.schema_instance
 
 
 def contract(event_type: str, version: int, producer: str, description: str) -> Callable[[type[Schema]], type[Schema]]:
@@ -113,12 +118,15 @@ def build_message(
     c = get_contract(out.event_type, out.schema_version)
     if c.producer != producer:
         raise ContractError(f"{out.event_type} is produced by {c.producer}, not {producer}")
-    schema = c.schema_instance()
-    try:
-        # One load both validates and normalises; dumping its result gives JSON-ready data.
-        payload = schema.dump(schema.load(out.payload))
-    except ValidationError as e:
-        raise ContractError(f"{out.event_type} v{out.schema_version} payload invalid: {e.messages}") from None
+    fast = c.fast_schema()
+    # One load both validates and normalises; dumping its result gives JSON-ready data.
+    loaded = fast.load(out.payload)
+    if loaded is None:  # not certain: marshmallow decides, and says what is wrong
+        try:
+            loaded = fast.schema.load(out.payload)
+        except ValidationError as e:
+            raise ContractError(f"{out.event_type} v{out.schema_version} payload invalid: {e.messages}") from None
+    payload = fast.dump(loaded)
     if occurred_at.tzinfo is None:
         occurred_at = occurred_at.replace(tzinfo=timezone.utc)
     envelope = {
@@ -144,16 +152,22 @@ def parse_message(body: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(body, dict):
         raise ContractError("message body is not a JSON object")
-    try:
-        env = _ENVELOPE.load(body)
-    except ValidationError as e:
-        raise ContractError(f"envelope invalid: {e.messages}") from None
+    env = _ENVELOPE.load(body)
+    if env is None:  # not certain: marshmallow decides, and says what is wrong
+        try:
+            env = _ENVELOPE.schema.load(body)
+        except ValidationError as e:
+            raise ContractError(f"envelope invalid: {e.messages}") from None
     c = get_contract(env["event_type"], env["schema_version"])
     if c.producer != env["producer"]:
         raise ContractError(f"{c.event_type} must come from {c.producer}, not {env['producer']}")
-    try:
-        env["payload"] = c.schema_instance().load(env["payload"])
-    except ValidationError as e:
-        raise ContractError(f"{c.event_type} v{c.schema_version} payload invalid: {e.messages}") from None
+    fast = c.fast_schema()
+    payload = fast.load(env["payload"])
+    if payload is None:
+        try:
+            payload = fast.schema.load(env["payload"])
+        except ValidationError as e:
+            raise ContractError(f"{c.event_type} v{c.schema_version} payload invalid: {e.messages}") from None
+    env["payload"] = payload
     env["event_id"] = str(env["event_id"])
     return env

@@ -1,0 +1,90 @@
+// The dashboard's entry: find out who is signed in, register every page, start the router.
+// Pages that need a session send visitors to sign in first and bring them back after.
+
+import { h } from "./dom.js";
+import { loadSession, session } from "./api.js";
+import { bare, page } from "./layout.js";
+import { navigate, render, route, setNotFound, start } from "./router.js";
+import { errorNotice } from "./ui.js";
+import * as auth from "./pages/auth.js";
+import * as account from "./pages/account.js";
+import * as org from "./pages/org.js";
+import * as project from "./pages/project.js";
+import * as functions from "./pages/functions.js";
+import * as usage from "./pages/usage.js";
+import * as billing from "./pages/billing.js";
+import * as admin from "./pages/admin.js";
+
+/** Wrap a page that needs a signed-in user; show load failures in the page, not a blank screen. */
+function signedIn(fn) {
+  return async (ctx) => {
+    if (!session.user) {
+      const next = location.pathname + location.search;
+      return navigate(`/sign-in?${new URLSearchParams({ next })}`, { replace: true });
+    }
+    try {
+      return await fn(ctx);
+    } catch (e) {
+      if (ctx.stale()) return undefined;
+      if (e.status === 401) return navigate(`/sign-in?reason=ended&next=${encodeURIComponent(location.pathname)}`, { replace: true });
+      return page({ title: e.status === 404 ? "Not found" : "Error", heading: e.status === 404 ? "Not found" : "Something went wrong",
+        nav: [], content: [errorNotice(e), h("p", {}, h("a", { href: "/" }, "Back to the dashboard"))] });
+    }
+  };
+}
+
+route("/", signedIn(auth.home));
+route("/sign-in", auth.signIn);
+route("/sign-up", auth.signUp);
+route("/invitations/accept", auth.acceptInvitation);
+route("/new-org", signedIn(auth.newOrg));
+route("/account", signedIn(account.profile));
+route("/account/tokens", signedIn(account.tokens));
+
+route("/org/:slug", signedIn(org.projects));
+route("/org/:slug/team", signedIn(org.team));
+route("/org/:slug/settings", signedIn(org.settings));
+route("/org/:slug/audit", signedIn(org.audit));
+route("/org/:slug/usage", signedIn(usage.orgUsage));
+route("/org/:slug/billing", signedIn(billing.billing));
+route("/org/:slug/new-project", signedIn(project.newProject));
+
+route("/project/:ref", signedIn(project.overview));
+route("/project/:ref/api-keys", signedIn(project.apiKeys));
+route("/project/:ref/settings", signedIn(project.settingsGeneral));
+route("/project/:ref/settings/api", signedIn(project.settingsApi));
+route("/project/:ref/settings/auth", signedIn(project.settingsAuth));
+route("/project/:ref/settings/history", signedIn(project.settingsHistory));
+route("/project/:ref/functions", signedIn(functions.list));
+route("/project/:ref/functions/secrets", signedIn(functions.secrets));
+route("/project/:ref/functions/:slug", signedIn(functions.detail));
+route("/project/:ref/usage", signedIn(usage.projectUsage));
+
+route("/admin", signedIn(admin.overview));
+route("/admin/organizations", signedIn(admin.organizations));
+route("/admin/projects", signedIn(admin.projects));
+route("/admin/users", signedIn(admin.users));
+route("/admin/health", signedIn(admin.health));
+
+setNotFound(async () => {
+  const content = [h("p", {}, "There is no page at this address."), h("p", {}, h("a", { href: "/" }, "Go to the dashboard"))];
+  if (session.user) await page({ title: "Not found", heading: "Page not found", nav: [], content });
+  else bare("Not found", h("h1", {}, "Page not found"), ...content);
+});
+
+window.addEventListener("session-ended", () => {
+  navigate(`/sign-in?reason=ended&next=${encodeURIComponent(location.pathname)}`, { replace: true });
+});
+
+async function boot() {
+  try {
+    await loadSession();
+  } catch (e) {
+    bare("Unavailable", h("h1", {}, "The platform is not answering"), errorNotice(e));
+    return;
+  }
+  await start();
+}
+
+boot();
+export { render };

@@ -1,0 +1,142 @@
+// The page frame: top bar (brand, organization selector, project, admin link, account,
+// sign out), a sidebar for the current area, and the main region. Narrow screens get the
+// sidebar as a drawer behind a menu button.
+
+import { h, mount } from "./dom.js";
+import { post, session } from "./api.js";
+import { myOrgs, selectOrg } from "./state.js";
+import { navigate } from "./router.js";
+import { toast } from "./ui.js";
+
+let firstRender = true;
+
+export function orgNav(slug) {
+  const base = `/org/${encodeURIComponent(slug)}`;
+  return [{ heading: "Organization", links: [
+    ["Projects", base], ["Team", `${base}/team`], ["Usage", `${base}/usage`], ["Billing", `${base}/billing`],
+    ["Settings", `${base}/settings`], ["Audit log", `${base}/audit`],
+  ] }];
+}
+
+export function projectNav(ref, slug) {
+  const base = `/project/${encodeURIComponent(ref)}`;
+  return [
+    { heading: "Project", links: [["Overview", base], ["API keys", `${base}/api-keys`],
+      ["Edge functions", `${base}/functions`], ["Usage", `${base}/usage`]] },
+    { heading: "Settings", links: [["General", `${base}/settings`], ["API", `${base}/settings/api`],
+      ["Authentication", `${base}/settings/auth`], ["History", `${base}/settings/history`]] },
+    slug ? { heading: "Organization", links: [["All projects", `/org/${encodeURIComponent(slug)}`]] } : null,
+  ].filter(Boolean);
+}
+
+export function accountNav() {
+  return [{ heading: "Account", links: [["Profile", "/account"], ["Access tokens", "/account/tokens"]] }];
+}
+
+export function adminNav() {
+  return [{ heading: "Admin", links: [["Overview", "/admin"], ["Organizations", "/admin/organizations"],
+    ["Projects", "/admin/projects"], ["Users", "/admin/users"], ["System health", "/admin/health"]] }];
+}
+
+async function orgSelector(currentSlug) {
+  const orgs = await myOrgs();
+  const select = h("select", { id: "org-select", name: "organization" },
+    orgs.length ? null : h("option", { value: "" }, "No organization"),
+    orgs.map((o) => h("option", { value: o.slug, selected: o.slug === currentSlug }, o.name)),
+    h("option", { value: "__new__" }, "+ New organization"));
+  if (currentSlug && !orgs.some((o) => o.slug === currentSlug)) select.prepend(h("option", { value: "", selected: true }, "—"));
+  select.addEventListener("change", async () => {
+    const slug = select.value;
+    if (slug === "__new__") return navigate("/new-org");
+    if (!slug) return undefined;
+    try {
+      await selectOrg(slug);
+      return navigate(`/org/${encodeURIComponent(slug)}`);
+    } catch (e) {
+      toast(e.message, "bad");
+      return undefined;
+    }
+  });
+  return h("div", { class: "org-select" },
+    h("label", { for: "org-select", class: "visually-hidden" }, "Organization"), select);
+}
+
+async function signOut() {
+  try {
+    await post("/platform/auth/signout");
+  } catch (e) {
+    // Already ended on the server: signing out here is all that is left to do.
+  }
+  session.user = null;
+  session.csrf = null;
+  navigate("/sign-in");
+}
+
+/**
+ * Draw a page. opts: {title, heading, sub, actions, nav, org (slug), project ({ref, name}),
+ * content (nodes)}. Sets the document title and moves focus to the heading after navigation.
+ */
+export async function page(opts) {
+  const user = session.user;
+  const shell = h("div", { class: "shell" });
+  const toggle = h("button", {
+    type: "button", class: "menu-toggle", "aria-expanded": "false", "aria-controls": "sidebar",
+    onClick: () => {
+      const open = !shell.classList.contains("nav-open");
+      shell.classList.toggle("nav-open", open);
+      toggle.setAttribute("aria-expanded", String(open));
+    },
+  }, "Menu");
+  const crumbs = h("div", { class: "crumbs" });
+  if (user) crumbs.append(await orgSelector(opts.org));
+  if (opts.project) {
+    crumbs.append(h("span", { class: "sep", "aria-hidden": "true" }, "/"),
+      h("a", { class: "crumb-project", href: `/project/${opts.project.ref}` }, opts.project.name));
+  }
+  const right = h("div", { class: "right" },
+    user && user.is_admin ? h("a", { class: "button small", href: "/admin" }, "Admin") : null,
+    user ? h("a", { class: "user-chip", href: "/account", title: "Your account" }, user.display_name || user.email) : null,
+    user ? h("button", { type: "button", class: "small", onClick: signOut }, "Sign out") : null);
+  const topbar = h("header", { class: "topbar" }, toggle,
+    h("a", { class: "brand", href: "/" }, h("img", { src: "/assets/favicon.svg", alt: "" }), h("span", {}, "Supaplatform")),
+    crumbs, right);
+
+  const here = location.pathname.replace(/\/$/, "") || "/";
+  const sidebar = h("nav", { class: "sidebar", id: "sidebar", "aria-label": opts.navLabel || "Sections" },
+    (opts.nav || []).map((section) => [
+      h("h2", {}, section.heading),
+      h("ul", {}, section.links.map(([label, href]) =>
+        h("li", {}, h("a", { href, "aria-current": href === here ? "page" : null }, label)))),
+    ]));
+  sidebar.addEventListener("click", (e) => {
+    if (e.target.closest("a")) shell.classList.remove("nav-open");
+  });
+
+  const heading = h("h1", { tabindex: "-1", id: "page-title" }, opts.heading || opts.title);
+  const head = h("div", { class: "page-head" },
+    h("div", {}, heading, opts.sub ? h("p", { class: "sub" }, opts.sub) : null),
+    opts.actions ? h("div", { class: "actions" }, opts.actions) : null);
+  const main = h("main", { id: "main", tabindex: "-1" }, head, opts.content);
+  shell.append(topbar, sidebar, main);
+  mount(document.getElementById("app"), shell);
+  setTitle(opts.title);
+  if (!firstRender) heading.focus();
+  firstRender = false;
+  return main;
+}
+
+/** A page without the frame (sign in, sign up, invitations). */
+export function bare(title, ...content) {
+  mount(document.getElementById("app"),
+    h("main", { id: "main", class: "auth", tabindex: "-1" },
+      h("div", { class: "card" }, h("a", { class: "brand", href: "/" },
+        h("img", { src: "/assets/favicon.svg", alt: "" }), h("span", {}, "Supaplatform")), ...content)));
+  setTitle(title);
+  const heading = document.querySelector("main h1");
+  if (heading && !firstRender) { heading.tabIndex = -1; heading.focus(); }
+  firstRender = false;
+}
+
+export function setTitle(title) {
+  document.title = title ? `${title} · Supaplatform` : "Supaplatform";
+}
