@@ -60,6 +60,7 @@ class Caller:
 ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
                                   "gateway.metering_routes")
 HANDLERS: dict[str, Callable[..., Response]] = {}
+SCOPED: set[str] = set()  # authenticated routes under an organization <slug> or a project <ref>
 
 
 def _load_routes() -> None:
@@ -68,6 +69,7 @@ def _load_routes() -> None:
     for name in ROUTE_MODULES:
         importlib.import_module(name)
     HANDLERS.update({r.endpoint: r.handler for r in ROUTES if r.handler is not None})
+    SCOPED.update(r.endpoint for r in ROUTES if r.auth and ("<ref>" in r.path or "<slug>" in r.path))
 
 
 class Gateway:
@@ -89,6 +91,8 @@ class Gateway:
             endpoint, args = adapter.match()
             handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
+            if endpoint in SCOPED:
+                self.require_membership(request, ctx, args)
             response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
@@ -125,8 +129,22 @@ class Gateway:
         except ValidationError as e:
             raise HttpError.invalid(e.messages) from None
 
+    def require_membership(self, request: Request, ctx: dict[str, Any], args: dict[str, Any]) -> None:
+        """Before reading any input of an organization- or project-scoped route, make sure the
+        caller belongs there: strangers get the same 404 whatever they send. (The services
+        check the role for the action itself.)"""
+        me = self.caller(request, ctx)
+        if "ref" in args:
+            self.services.projects.get_project(me.id, args["ref"])
+        elif "slug" in args:
+            self.services.orgs.authorize(me.id, args["slug"], "org.read")
+
     def caller(self, request: Request, ctx: dict[str, Any]) -> Caller:
         """Authenticate by bearer token or session cookie; cookie writes need the CSRF header."""
+        known = request.environ.get("sp.caller")
+        if known is not None:
+            ctx["actor"] = known.id
+            return known  # type: ignore[no-any-return]
         auth = request.headers.get("Authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -146,6 +164,7 @@ class Gateway:
                 self.sessions.delete(token)
                 raise HttpError(401, "account disabled")
         ctx["actor"] = caller.id
+        request.environ["sp.caller"] = caller
         return caller
 
     def start_session(self, user: dict[str, Any], status: int) -> Response:
