@@ -107,7 +107,9 @@ class CorkedWriter:
 class ConfirmingPublisher:
     """Publishes many messages, then waits once for the broker's confirms (pipelined).
 
-    Publishes are buffered (see CorkedWriter) until `wait_for_confirms`, which flushes them.
+    Publishes are buffered (see CorkedWriter) until `flush`, `collect_confirms` or
+    `wait_for_confirms`. A caller that keeps publishing while earlier confirms are out (the
+    relay) uses `last_tag`, `collect_confirms` and `confirmed_through` instead of waiting.
     """
 
     def __init__(self, settings: Settings):
@@ -173,6 +175,36 @@ class ConfirmingPublisher:
         assert self._writer is not None
         self._writer.flush()
 
+    @property
+    def last_tag(self) -> int:
+        """Delivery tag of the latest publish (0 before the first)."""
+        return self._next_tag - 1
+
+    def fileno(self) -> int:
+        """The broker socket, for select(): readable when confirms (or other frames) arrive."""
+        return int(self.conn.sock.fileno())
+
+    def confirmed_through(self) -> int:
+        """The highest tag such that it and every tag before it are confirmed."""
+        return min(self._unconfirmed) - 1 if self._unconfirmed else self._next_tag - 1
+
+    def collect_confirms(self) -> None:
+        """Send what is buffered and take in the confirms that have already arrived, without
+        waiting. Raises PublishError if the broker refused (nacked) any publish."""
+        self.flush()
+        while True:
+            try:
+                self.conn.drain_events(timeout=0)
+            except TimeoutError:
+                break
+        self._raise_if_nacked()
+
+    def _raise_if_nacked(self) -> None:
+        if self._nacked:
+            n = len(self._nacked)
+            self._nacked.clear()
+            raise PublishError(f"broker refused (nack) {n} messages")
+
     def wait_for_confirms(self, timeout: float = 30.0) -> None:
         self.flush()
         deadline = time.monotonic() + timeout
@@ -184,10 +216,7 @@ class ConfirmingPublisher:
                 self.conn.drain_events(timeout=min(remaining, 1.0))
             except TimeoutError:
                 continue
-        if self._nacked:
-            n = len(self._nacked)
-            self._nacked.clear()
-            raise PublishError(f"broker refused (nack) {n} messages")
+        self._raise_if_nacked()
 
     def close(self) -> None:
         try:

@@ -22,7 +22,8 @@ def is_ready(spec: ProcessSpec, settings: Settings) -> bool:
         return bool(queue and queue.get("consumers", 0) > 0)
     if spec.http_port:
         # A gateway bound to every interface is reached through loopback.
-        host = "127.0.0.1" if settings.gateway_host in ("", "0.0.0.0", "::") else settings.gateway_host
+        host = spec.http_host or settings.gateway_host
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
         return requests.get(f"http://{host}:{spec.http_port}/health", timeout=3).ok
     return True
 

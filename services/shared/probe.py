@@ -32,9 +32,12 @@ class ProbeBatch(Aggregate):
 class ProbeApplication(Application):
     name = "probe"
 
-    def record_batch(self, run_id: str, seqs: list[int], fail_seqs: frozenset[int] = frozenset()) -> uuid.UUID:
+    def record_batch(self, run_id: str, seqs: list[int], fail_seqs: frozenset[int] = frozenset(),
+                     sent_at: float | None = None) -> uuid.UUID:
+        """Record `seqs` in one save. `sent_at` (default: now) is when the events count as
+        sent; a load generator passes its schedule so lag before the save counts too."""
         batch = ProbeBatch(run_id=run_id)
-        now = time.time()
+        now = time.time() if sent_at is None else sent_at
         for s in seqs:
             batch.record(run_id=run_id, seq=s, sent_at=now, fail=s in fail_seqs)
         self.save(batch)

@@ -36,17 +36,21 @@ class PoisonProbe(RuntimeError):
 def make_handler(queue: str) -> Any:
     def handle(cur: psycopg.Cursor, envelopes: list[dict[str, Any]]) -> None:
         now = time.time()
-        rows = []
+        # (run_id, seq) -> [times seen in this batch, sent_at]; one set-based statement per
+        # batch (executemany costs a round of pipeline traffic per row).
+        rows: dict[tuple[str, int], list[Any]] = {}
         for e in envelopes:
             p = e["payload"]
             if p.get("fail"):
                 raise PoisonProbe(f"probe seq {p['seq']} asked to fail")
-            rows.append((queue, p["run_id"], p["seq"], p["sent_at"], now))
-        cur.executemany(
-            "INSERT INTO probe.probe_effects (consumer, run_id, seq, sent_at, received_at) "
-            "VALUES (%s, %s, %s, %s, %s) "
-            "ON CONFLICT (consumer, run_id, seq) DO UPDATE SET applied = probe.probe_effects.applied + 1",
-            rows,
+            row = rows.setdefault((p["run_id"], p["seq"]), [0, p["sent_at"]])
+            row[0] += 1
+        cur.execute(
+            "INSERT INTO probe.probe_effects (consumer, run_id, seq, applied, sent_at, received_at) "
+            "SELECT %s, r, s, n, t, %s FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::float8[]) AS u(r, s, n, t) "
+            "ON CONFLICT (consumer, run_id, seq) DO UPDATE SET applied = probe.probe_effects.applied + EXCLUDED.applied",
+            (queue, now, [k[0] for k in rows], [k[1] for k in rows], [v[0] for v in rows.values()],
+             [v[1] for v in rows.values()]),
         )
 
     return handle

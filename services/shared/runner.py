@@ -32,12 +32,20 @@ class ProcessSpec:
     argv: list[str]
     rpc_queue: str | None = None  # ready when this queue has a consumer
     http_port: int | None = None  # ready when this port answers
+    http_host: str | None = None  # where to ask (default: the gateway's host)
 
 
 def process_specs(settings: Settings) -> list[ProcessSpec]:
     nameko = [sys.executable, "-m", "nameko", "run", "--config", str(NAMEKO_CONFIG)]
     specs = [ProcessSpec(s, [*nameko, f"services.{s}.service"], rpc_queue=f"rpc-{s}") for s in SERVICES]
     specs.append(ProcessSpec("gateway", [*nameko, "gateway.service"], http_port=settings.gateway_port))
+    # Runs edge functions in Deno workers; the gateway proxies invocations to it.
+    specs.append(ProcessSpec("functions-runtime", [sys.executable, "-m", "services.functions.runtime"],
+                             http_port=settings.functions_runtime_port, http_host=settings.functions_runtime_host))
+    # Folds usage messages (gateway batches, function invocations) into metering's aggregates;
+    # ready once it consumes its queue, so the relay never publishes usage before it is bound.
+    specs.append(ProcessSpec("metering-usage", [sys.executable, "-m", "services.metering.consumer"],
+                             rpc_queue="metering.usage"))
     specs.append(ProcessSpec("relay", [sys.executable, "-m", "services.shared.relay"]))
     return specs
 
@@ -93,7 +101,8 @@ class Platform:
                     if q and q.get("consumers", 0) > 0:
                         return
                 elif spec.http_port:
-                    requests.get(f"http://{self.settings.gateway_host}:{spec.http_port}/health", timeout=1)
+                    requests.get(f"http://{spec.http_host or self.settings.gateway_host}:{spec.http_port}/health",
+                                 timeout=1)
                     return
                 else:
                     return
@@ -121,7 +130,7 @@ class Platform:
         lines = [f"{'process':<12} {'pid':>7}  where"]
         for spec in self.specs:
             proc = self.procs.get(spec.name)
-            where = (f"http://{self.settings.gateway_host}:{spec.http_port}" if spec.http_port
+            where = (f"http://{spec.http_host or self.settings.gateway_host}:{spec.http_port}" if spec.http_port
                      else f"rpc queue {spec.rpc_queue}" if spec.rpc_queue else "outbox -> RabbitMQ")
             lines.append(f"{spec.name:<12} {proc.pid if proc else '-':>7}  {where}")
         lines.append(f"logs: {self.log_dir}")

@@ -21,11 +21,12 @@ from nameko.events import EventHandler
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.testing.services import worker_factory
 
-from services.billing.subscriptions import DDL, SCHEMA, Subscriptions
+from services.billing.bootstrap import build as build_billing
+from services.metering import consumer as metering_consumer
 from services.shared import broker, probe_consumer
 from services.shared.contracts import REGISTRY, Contract, ContractError, parse_message
 from services.shared.db import connect as db_connect
-from services.shared.nameko_ext import ApplicationProvider, ReliableEventHandler, make_pool
+from services.shared.nameko_ext import ApplicationProvider, ReliableEventHandler
 from services.shared.settings import Settings
 from tests.conftest import ROOT
 
@@ -67,7 +68,8 @@ def nameko_handlers() -> list[NamekoHandler]:
 
 
 # Modules that run a BatchConsumer: each declares ACCEPTS and make_consumer(settings, queue=...).
-BATCH_CONSUMERS: dict[str, ModuleType] = {"services.shared.probe_consumer": probe_consumer}
+BATCH_CONSUMERS: dict[str, ModuleType] = {"services.shared.probe_consumer": probe_consumer,
+                                           "services.metering.consumer": metering_consumer}
 
 
 def _modules_building_batch_consumers() -> set[str]:
@@ -167,17 +169,21 @@ def test_reliable_handler_refuses_a_version_it_did_not_declare(monkeypatch: pyte
         billing.accept(message)  # ...that this handler does not understand
 
 
-def test_billing_records_one_free_plan_per_organization_created(contract_db: Settings) -> None:
+def test_billing_starts_one_free_subscription_per_organization_created(contract_db: Settings) -> None:
     sample = parse_message(sample_for("organization_created", 1))
-    subscriptions = Subscriptions(make_pool(contract_db, SCHEMA, DDL, max_size=2))
+    billing = build_billing(contract_db)
     try:
-        subscriptions.reset()
-        assert subscriptions.start_free_plan(sample) is True
-        assert subscriptions.start_free_plan(sample) is False  # same event_id: already applied
-        got = subscriptions.get(sample["payload"]["slug"])
+        billing.reset_index()
+        assert billing.start_subscription(sample) is True
+        assert billing.start_subscription(sample) is False  # same event_id: already applied
+        got = billing.get_subscription(sample["payload"]["slug"])
         assert got["plan"] == "free" and got["org_slug"] == "acme-inc"
+        assert billing.index.get("acme-inc")["plan"] == "free"
+        # The aggregate is the truth: a rebuilt index row comes back from it.
+        billing.reset_index()
+        assert billing.start_subscription(sample) is True and billing.index.get("acme-inc")["plan"] == "free"
     finally:
-        subscriptions.close()
+        billing.close()
 
 
 # -- acceptance: batch consumers --------------------------------------------------------------

@@ -422,7 +422,7 @@ def test_users_and_tokens_bootstrap_a_working_personal_access_token(
         ([], "required: COMMAND"),
         (["events"], "required: SUBCOMMAND"),
         (["bogus"], "invalid choice: 'bogus'"),
-        (["events", "tail", "--service", "billing"], "invalid choice: 'billing'"),
+        (["events", "tail", "--service", "nosuchservice"], "invalid choice: 'nosuchservice'"),
         (["events", "replay", "--service", "orgs", "--from", "x", "--consumer", "billing"], "must be an integer >= 0"),
         (["events", "tail", "-n", "-1"], "must be an integer >= 0"),
         (["events", "replay", "--service", "orgs", "--from", "5", "--to", "2", "--consumer", "billing"],

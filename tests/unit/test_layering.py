@@ -157,7 +157,9 @@ def shared_violations(rel: str, source: str) -> list[str]:
                        f"on {', '.join(sorted(svcs))})")
     if not LOADS_SERVICES_BY_NAME.match(rel):
         for node in ast.walk(ast.parse(source, filename=rel)):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+            # A bare "gateway" is also the gateway's process and producer name (as "orgs" is
+            # the orgs service's, which is no module path either): only gateway.<module> counts.
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value != "gateway" and \
                     re.fullmatch(r"[\w.]+", node.value) and service_of(node.value):
                 bad.append(f"{rel}:{node.lineno}: names service module {node.value!r} (only relay, runner "
                            "and platformctl load services by name)")

@@ -209,8 +209,9 @@ def perform(app: OrgsApplication, action: str, slug: str, actor: dict[str, Any],
         app.revoke_invitation(uid, slug, inv["id"])
     elif action == "audit.read":
         app.audit_log(uid, slug)
-    elif action.startswith("projects."):
-        # The projects service asks orgs this exact question before acting.
+    elif action.startswith(("projects.", "billing.", "usage.")):
+        # The projects and billing services (and the gateway, for usage) ask orgs this exact
+        # question before acting.
         assert app.authorize(uid, slug, action)["role"] in ("owner", "admin", "member")
     else:  # pragma: no cover
         raise AssertionError(f"matrix action {action} has no scenario")
@@ -323,3 +324,13 @@ def test_audit_log_says_who_did_what(app: OrgsApplication) -> None:
     assert "secret_hash" not in repr(log)
     with pytest.raises(Forbidden):
         app.audit_log(users["member"]["id"], slug)
+
+
+def test_other_services_list_members_by_role(app: OrgsApplication) -> None:
+    # metering mails usage alerts to owners and admins: it asks without a caller.
+    slug, users = org_with_roles(app)
+    staff = app.list_org_members(slug, ["owner", "admin"])
+    assert sorted(m["email"] for m in staff) == sorted([users["owner"]["email"], users["admin"]["email"]])
+    assert len(app.list_org_members(slug)) == len(app.list_members(users["owner"]["id"], slug))
+    with pytest.raises(NotFound):
+        app.list_org_members("no-such-org", ["owner"])

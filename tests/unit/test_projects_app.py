@@ -222,3 +222,18 @@ def test_strangers_see_nothing(world: dict[str, Any]) -> None:
         with pytest.raises(NotFound, match=f"project {ref} not found"):
             call()
     assert app.list_projects(stranger, orgs) == []
+
+
+def test_metering_sees_active_projects_and_their_organizations(world: dict[str, Any]) -> None:
+    app, owner = world["app"], world["owner"]
+    world["billing"].plan[world["slug"]] = "pro"
+    active, paused = create(world)["ref"], create(world)["ref"]
+    for ref in (active, paused):
+        outcome(app, ref, "create", connection=CONN)
+    app.pause_project(owner, paused, world["orgs"])
+    outcome(app, paused, "pause", backup_bytes=10)
+    mine = {p["ref"]: p for p in app.list_active_projects() if p["ref"] in (active, paused)}
+    assert mine == {active: {"ref": active, "org_slug": world["slug"], "status": "ACTIVE_HEALTHY"}}
+    assert app.project_org(paused) == world["slug"]
+    with pytest.raises(NotFound):
+        app.project_org("nosuchprojectrefhere")
