@@ -380,6 +380,24 @@ def cmd_tokens_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mail_list(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from .mail import OutboxMailer, outbox_dir
+
+    if settings.mail_backend != "outbox":
+        print(f"mail goes out by {settings.mail_backend}; the local outbox is not used", file=sys.stderr)
+    mails = [m for m in OutboxMailer(outbox_dir(settings)).list() if not args.to or m.to == args.to.lower()]
+    for m in mails[-args.n:]:
+        at = datetime.fromtimestamp(m.sent_at, timezone.utc).isoformat(timespec="seconds")
+        print(f"{at}  to {m.to}  {m.subject}")
+        if args.body:
+            print("    " + m.body.rstrip().replace("\n", "\n    "))
+    if not mails:
+        print(f"no mail in {outbox_dir(settings)}", file=sys.stderr)
+    return 0
+
+
 def cmd_billing_close_period(settings: Settings, args: argparse.Namespace) -> int:
     invoice = rpc_call(settings, "billing", "close_period", args.org, args.period, {"actor": "platformctl"})
     print(f"invoice {invoice['id']} {invoice['org_slug']} {invoice['period']} on {invoice['rated_plan']}: "
@@ -462,6 +480,14 @@ def build_parser() -> Parser:
     tc.add_argument("--email", required=True)
     tc.add_argument("--name", default="platformctl", help="a label for the token")
     tc.set_defaults(func=cmd_tokens_create)
+
+    mail = commands.add_parser("mail", help="the local mail outbox (invitations, alerts)")
+    ml = mail.add_subparsers(dest="mail_command", metavar="SUBCOMMAND", required=True)
+    mlist = ml.add_parser("list", help="messages the platform sent, oldest first")
+    mlist.add_argument("--to", help="only messages to this address")
+    mlist.add_argument("-n", type=int, default=50, help="at most this many (the newest)")
+    mlist.add_argument("--body", action="store_true", help="print each message's body too")
+    mlist.set_defaults(func=cmd_mail_list)
 
     billing = commands.add_parser("billing", help="billing periods and invoices")
     bl = billing.add_subparsers(dest="billing_command", required=True, metavar="SUBCOMMAND")

@@ -444,3 +444,17 @@ def test_bad_arguments_give_a_clear_message_and_exit_1(ctl: Callable[..., Result
     assert r.code == 1
     assert message in r.err, r.err
     assert "Traceback" not in r.err
+
+
+def test_mail_list_shows_the_invitation_an_owner_sent(ctl: Callable[..., Result], http: Any) -> None:
+    owner = f"mail-owner-{uuid.uuid4().hex[:8]}@example.com"
+    invitee = f"mail-invitee-{uuid.uuid4().hex[:8]}@example.com"
+    assert ctl("users", "create", "--email", owner, "--password", "correct horse battery").code == 0
+    token = ctl("tokens", "create", "--email", owner).out.strip()
+    slug = http.post("/v1/organizations", token=token, json={"name": "Mail Org"}).json()["slug"]
+    r = http.post(f"/platform/organizations/{slug}/invitations", token=token, json={"email": invitee, "role": "admin"})
+    assert r.status_code == 201, r.text
+    listed = ctl("mail", "list", "--to", invitee, "--body")
+    assert listed.code == 0, listed.err
+    assert "You're invited to join Mail Org" in listed.out and "invitations/accept?token=" in listed.out
+    assert ctl("mail", "list", "--to", f"nobody-{uuid.uuid4().hex}@example.com").out == ""
