@@ -16,12 +16,12 @@ import logging
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Protocol
+from typing import ContextManager, Any, Callable, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
-from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound
+from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound, PlatformError, rules_as
 
 from . import rating
 from .domain import IdempotencyRecord, Invoice, ProviderEvent, RuleViolation, Subscription
@@ -499,11 +499,6 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-class _rules:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if isinstance(ev, RuleViolation):
-            raise Conflict(str(ev)) from None
-        return False
+def _rules(error: type[PlatformError] = Conflict) -> ContextManager[None]:
+    """Domain rule violations become user-facing errors (Conflict unless told otherwise)."""
+    return rules_as(RuleViolation, error)

@@ -14,13 +14,13 @@ import hashlib
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import ContextManager, Any, Callable, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from services.shared.crypto import SecretBox
-from services.shared.errors import Conflict, InvalidInput, NotFound
+from services.shared.errors import Conflict, InvalidInput, NotFound, PlatformError, rules_as
 
 from . import bundles as B
 from .domain import Function, InvocationBatch, ProjectFunctions, ProjectSecrets, RuleViolation
@@ -451,11 +451,6 @@ def _time(raw: Any, what: str) -> datetime | None:
         raise InvalidInput(f"{what}: an ISO 8601 time or epoch milliseconds") from None
 
 
-class _rules:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if isinstance(ev, RuleViolation):
-            raise Conflict(str(ev)) from None
-        return False
+def _rules(error: type[PlatformError] = Conflict) -> ContextManager[None]:
+    """Domain rule violations become user-facing errors (Conflict unless told otherwise)."""
+    return rules_as(RuleViolation, error)

@@ -14,7 +14,7 @@ import secrets
 import string
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Protocol
+from typing import ContextManager, Any, Callable, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from services.shared.eventstore import retry_on_conflict
-from services.shared.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unauthorized
+from services.shared.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, Unauthorized, PlatformError, rules_as
 from services.shared.mail import Mail, Mailer
 
 from . import permissions
@@ -691,19 +691,9 @@ class OrgsApplication(Application):
                 "role": org.role_of(user_id) if user_id else None}
 
 
-class _rules:
-    """Turn a domain RuleViolation into a user-facing error (Conflict by default)."""
-
-    def __init__(self, error: type[Exception] = Conflict):
-        self.error = error
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if isinstance(ev, RuleViolation):
-            raise self.error(str(ev)) from None
-        return False
+def _rules(error: type[PlatformError] = Conflict) -> ContextManager[None]:
+    """Domain rule violations become user-facing errors (Conflict unless told otherwise)."""
+    return rules_as(RuleViolation, error)
 
 
 def _snake(name: str) -> str:

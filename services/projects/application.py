@@ -13,10 +13,11 @@ import json
 import re
 import secrets
 import string
+import threading
 import time
 import uuid
 import zlib
-from typing import Any, Callable, Protocol
+from typing import ContextManager, Any, Callable, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
@@ -24,7 +25,7 @@ from eventsourcing.utils import get_topic
 
 from services.shared.crypto import SecretBox
 from services.shared.eventstore import retry_on_conflict
-from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound
+from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound, PlatformError, rules_as
 
 from . import keys
 from .auth_config_fields import FIELDS as AUTH_FIELDS
@@ -67,11 +68,24 @@ class ProjectsApplication(Application):
     db_host: str = "127.0.0.1"
     clock: Callable[[], float] = staticmethod(time.time)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Creates for one organization take turns in this process (striped by the org's
+        # slug): they all append to its OrgProjects, so running them side by side only makes
+        # all but one save fail and start again. Other processes still race, and the loser
+        # of such a race retries, as before.
+        self._org_locks = tuple(threading.Lock() for _ in range(64))
+
+    def _org_lock(self, org_slug: str) -> Any:
+        return self._org_locks[zlib.crc32(org_slug.encode()) % len(self._org_locks)]
+
     # ===== create ==============================================================================
     def create_project(self, user_id: str, body: dict[str, Any], orgs: OrgsPort, billing: BillingPort,
                        idempotency_key: str | None = None, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        _t0 = time.time()
         name, org_slug, db_pass, region = self._check_create(body)
         orgs.authorize(user_id, org_slug, "projects.create")
+        _t1 = time.time()
         request_hash = hashlib.sha256(json.dumps([name, org_slug, db_pass, region]).encode()).hexdigest()
         if idempotency_key is not None:
             if not (1 <= len(idempotency_key) <= 255):
@@ -80,21 +94,29 @@ class ProjectsApplication(Application):
             if earlier is not None:
                 return earlier
         entitlements = billing.get_entitlements(org_slug)
+        _t2 = time.time()
         meta = meta_of(ctx)
         for _ in range(20):
             ref = new_ref()
-            org_projects = self._org_projects(org_slug)
-            self._check_limit(org_projects, entitlements, adding=ref)
             secret = keys.new_jwt_secret()
-            project = Project(ref=ref, org_slug=org_slug, name=name, region=region,
-                              db_pass_enc=self.box.encrypt(db_pass, ref), jwt_secret_enc=self.box.encrypt(secret, ref),
-                              keys_issued_at=int(self.clock()), operation_id=str(uuid.uuid4()), meta=meta)
-            org_projects.add(ref=ref)
-            pending: list[Any] = [project, org_projects]
-            if idempotency_key is not None:
-                pending.append(IdempotencyRecord(scope=user_id, key=idempotency_key, request_hash=request_hash, ref=ref))
+            db_pass_enc, jwt_secret_enc = self.box.encrypt(db_pass, ref), self.box.encrypt(secret, ref)
             try:
-                self.save(*pending)
+                with self._org_lock(org_slug):
+                    _t3 = time.time()
+                    org_projects = self._org_projects(org_slug)
+                    self._check_limit(org_projects, entitlements, adding=ref)
+                    project = Project(ref=ref, org_slug=org_slug, name=name, region=region, db_pass_enc=db_pass_enc,
+                                      jwt_secret_enc=jwt_secret_enc, keys_issued_at=int(self.clock()),
+                                      operation_id=str(uuid.uuid4()), meta=meta)
+                    org_projects.add(ref=ref)
+                    pending: list[Any] = [project, org_projects]
+                    if idempotency_key is not None:
+                        pending.append(IdempotencyRecord(scope=user_id, key=idempotency_key, request_hash=request_hash,
+                                                         ref=ref))
+                    _t4 = time.time()
+                    self.save(*pending)
+                    _t5 = time.time()
+                print(f"TIMING create start={_t0:.3f} authorize={1000*(_t1-_t0):.0f} entitlements={1000*(_t2-_t1):.0f} lockwait={1000*(_t3-_t2):.0f} read={1000*(_t4-_t3):.0f} save={1000*(_t5-_t4):.0f}", flush=True)
                 return self._view(project)
             except IntegrityError:
                 # Another create for this org (or with this key) won the race: look again.
@@ -509,11 +531,6 @@ def _check_auth_field(key: str, value: Any) -> None:
         raise InvalidInput(f"{key}: too long")
 
 
-class _rules:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, et: Any, ev: Any, tb: Any) -> bool:
-        if isinstance(ev, RuleViolation):
-            raise Conflict(str(ev)) from None
-        return False
+def _rules(error: type[PlatformError] = Conflict) -> ContextManager[None]:
+    """Domain rule violations become user-facing errors (Conflict unless told otherwise)."""
+    return rules_as(RuleViolation, error)

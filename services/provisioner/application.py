@@ -197,6 +197,8 @@ class SagaRunner:
         self.sleep = sleep
         self.step_delay_s = step_delay_s
         self.name = name
+        self.running = 0  # sagas this runner is running now
+        self._running_lock = threading.Lock()
 
     def run(self, app: ProvisionerApplication, saga_id: str | uuid.UUID,
             credentials: CredentialsPort) -> dict[str, Any] | None:
@@ -205,11 +207,17 @@ class SagaRunner:
         with self.locks.hold(saga_id) as held:
             if not held:
                 return None
-            saga: Saga = app.repository.get(saga_id)
-            if not saga.finished:
-                self._run_locked(app, saga, credentials)
-            app.index.finished(saga.id, saga.status)
-            return saga_view(saga)
+            with self._running_lock:
+                self.running += 1
+            try:
+                saga: Saga = app.repository.get(saga_id)
+                if not saga.finished:
+                    self._run_locked(app, saga, credentials)
+                app.index.finished(saga.id, saga.status)
+                return saga_view(saga)
+            finally:
+                with self._running_lock:
+                    self.running -= 1
 
     def reconcile(self, app: ProvisionerApplication, credentials: CredentialsPort) -> list[dict[str, Any]]:
         """Finish every saga left unfinished (by a crash); skip those another runner holds."""
@@ -234,9 +242,13 @@ class SagaRunner:
         return self.driver.check_tenant(ref)
 
     def maintain(self) -> dict[str, Any]:
-        """The driver's upkeep between sagas; a failure is logged and tried again next time."""
+        """The driver's upkeep between sagas; a failure is logged and tried again next time.
+        Skipped while this runner has sagas running: upkeep (e.g. building spare databases)
+        would take a worker and the machine from them, and the next tick comes soon."""
+        if self.running:
+            return {}
         try:
-            return self.driver.maintain()
+            return self.driver.maintain(stop=lambda: self.running > 0)
         except Exception as exc:  # noqa: BLE001 -- upkeep must not kill its timer
             log.warning("driver upkeep failed: %s", self.driver.describe_error(exc))
             return {}
