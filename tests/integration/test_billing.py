@@ -27,19 +27,9 @@ from services.billing.domain import Subscription
 from services.shared import broker
 from services.shared.platformctl import main as platformctl
 from services.shared.settings import Settings, settings_env
+from tests.support import wait_for
 
 WEBHOOK = "/platform/billing/stripe/webhook"
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 def last_month() -> str:

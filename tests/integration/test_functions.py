@@ -16,6 +16,7 @@ import requests
 
 from services.shared import broker
 from services.shared.settings import Settings
+from tests.support import wait_for
 
 HELLO = """
 const greeting = Deno.env.get("GREETING") ?? "hello";
@@ -27,17 +28,6 @@ Deno.serve(async (req: Request): Promise<Response> => {
                       { headers: { "Content-Type": "application/json" } });
 });
 """
-
-
-def wait_for(fn: Any, timeout: float = 20.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
 
 
 @pytest.fixture
@@ -151,7 +141,7 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
         assert r.status_code == 200, r.text
         return list(r.json())
 
-    lines = wait_for(lambda: [x for x in logs(request_id=request_id) if x["kind"] == "log"] and logs(request_id=request_id))
+    lines = wait_for("the invocation's log lines", lambda: [x for x in logs(request_id=request_id) if x["kind"] == "log"] and logs(request_id=request_id))
     assert any(x["kind"] == "invocation" and x["status"] == 200 and x["duration_ms"] > 0 for x in lines)
     assert any(x["kind"] == "log" and x["message"] == "greeting Ada" and x["level"] == "info" for x in lines)
     errors = logs(level="error", kind="log")
@@ -161,7 +151,7 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     assert logs(since=int(time.time() * 1000) + 60_000) == []
 
     # Usage: every invocation reached the broker as function_invoked, with org and project.
-    events = wait_for(lambda: [e for e in invoked_events() if e["payload"]["request_id"] == request_id])
+    events = wait_for("function_invoked on the bus", lambda: [e for e in invoked_events() if e["payload"]["request_id"] == request_id])
     assert events[0]["org_id"] == projects["org"] and events[0]["project_ref"] == ref
     assert events[0]["payload"]["slug"] == "hello" and events[0]["payload"]["status"] == 200
 
@@ -231,7 +221,7 @@ def test_boot_errors_are_clear(http: Any, gateway_url: str, projects: dict[str, 
     assert deploy(http, tok, ref, "broken", "throw new Error('nope');").status_code == 201
     r = invoke(gateway_url, ref, "broken", anon)
     assert r.status_code == 503 and r.json()["code"] == "BOOT_ERROR"
-    lines = wait_for(lambda: http.get(f"/platform/projects/{ref}/functions/broken/logs", token=tok,
+    lines = wait_for("the broken function's logs", lambda: http.get(f"/platform/projects/{ref}/functions/broken/logs", token=tok,
                                       params={"level": "error", "kind": "log"}).json())
     assert any("nope" in x["message"] for x in lines)
     # A bad deploy is refused with a reason and stores nothing.

@@ -7,17 +7,7 @@ import time
 from typing import Any
 
 import pytest
-
-
-def wait_for(fn: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+from tests.support import wait_for
 
 
 def test_create_org_reaches_billing(http: Any, user_token: dict[str, str]) -> None:
@@ -33,7 +23,7 @@ def test_create_org_reaches_billing(http: Any, user_token: dict[str, str]) -> No
         body = http.get(f"/v1/organizations/{org['slug']}", token=user_token["token"]).json()
         return body.get("plan")
 
-    assert wait_for(plan) == "free"
+    assert wait_for("billing's free plan", plan) == "free"
 
     # The creator's organization list includes it.
     listed = http.get("/v1/organizations", token=user_token["token"]).json()

@@ -30,19 +30,9 @@ from services.shared.relay import PRODUCERS
 from services.shared.runner import ROOT, Platform, child_env
 from services.shared.settings import SERVICES, Settings, settings_env
 from tests.conftest import ARTIFACTS, free_port
+from tests.support import wait_for
 
 BILLING_QUEUE = "evt-orgs-organization_created--billing.on_organization_created"
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {value!r})")
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 @dataclass

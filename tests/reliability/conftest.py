@@ -13,7 +13,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import amqp
 import pytest
@@ -28,21 +28,9 @@ from services.shared.relay import position_key
 from services.shared.runner import ROOT, child_env
 from services.shared.settings import Settings
 from tests.conftest import ARTIFACTS, make_test_settings
+from tests.support import wait_for  # noqa: F401  (re-exported to the reliability tests)
 
 PROBE_QUEUE = "probe.sink"
-T = TypeVar("T")
-
-
-def wait_for(what: str, fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
-    """Poll `fn` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not value:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
-        value = fn()
-    return value
 
 
 class Proc:

@@ -22,26 +22,13 @@ from services.billing.adapters import LocalPayments, StripeWebhooks
 from services.billing.application import BillingApplication
 from services.billing.bootstrap import build
 from services.billing.plans import CONFIG, load_plans
-from services.orgs.permissions import allowed
 from services.shared.db import bootstrap, drop_database
 from services.shared.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound
 from tests.conftest import make_test_settings
+from tests.support import FakeOrgs
 
 GB = 10**9
 WEBHOOK_SECRET = "whsec_unit_test_secret"
-
-
-class FakeOrgs:
-    def __init__(self) -> None:
-        self.roles: dict[tuple[str, str], str] = {}
-
-    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
-        role = self.roles.get((user_id, slug))
-        if role is None:
-            raise NotFound(f"organization {slug} not found")
-        if not allowed(role, action):
-            raise Forbidden(f"your role ({role}) does not allow this")
-        return {"slug": slug, "name": slug, "role": role}
 
 
 class FakeProjects:

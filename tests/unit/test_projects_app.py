@@ -9,29 +9,13 @@ from typing import Any, Iterator
 import jwt
 import pytest
 
-from services.orgs.permissions import allowed
 from services.projects import keys
 from services.projects.application import ProjectsApplication
 from services.projects.bootstrap import build
 from services.shared.db import bootstrap, drop_database
 from services.shared.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound
 from tests.conftest import make_test_settings
-
-
-class FakeOrgs:
-    def __init__(self) -> None:
-        self.roles: dict[tuple[str, str], str] = {}
-
-    def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
-        role = self.roles.get((user_id, slug))
-        if role is None:
-            raise NotFound(f"organization {slug} not found")
-        if not allowed(role, action):
-            raise Forbidden(f"your role ({role}) does not allow this")
-        return {"slug": slug, "name": slug, "role": role}
-
-    def list_organizations(self, user_id: str) -> list[dict[str, Any]]:
-        return [{"slug": s} for (u, s) in self.roles if u == user_id]
+from tests.support import FakeOrgs
 
 
 class FakeBilling:

@@ -374,7 +374,7 @@ def test_history_and_lookups(world: World) -> None:
 
 def test_driver_upkeep_failures_are_logged_not_raised(world: World) -> None:
     class Broken(FakeDriver):
-        def maintain(self) -> dict[str, Any]:
+        def maintain(self, stop: Any = None) -> dict[str, Any]:
             raise StepError("could not connect")
 
     assert SagaRunner(Broken(), world.locks).maintain() == {}
