@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.integration.test_org_slice import wait_for
+from tests.support import wait_for
 
 
 def test_requests_through_the_gateway_show_up_as_usage(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
@@ -41,7 +41,8 @@ def test_requests_through_the_gateway_show_up_as_usage(http: Any, rpc: Any, user
         assert body["aggregate"] == "sum" and len(body["periods"]) == 4
         return sum(p["quantity"] for p in body["periods"])
 
-    wait_for(lambda: total("api_requests") >= 5 and total("egress_bytes") >= sum(sizes), timeout=30)
+    wait_for("5 requests and their egress in the usage route",
+             lambda: total("api_requests") >= 5 and total("egress_bytes") >= sum(sizes), timeout=30)
     time.sleep(1.5)  # a late extra batch would show now
     assert total("api_requests") == 5
     assert total("egress_bytes") == sum(sizes)
