@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections import OrderedDict
 from typing import ContextManager, Any, Callable, Protocol
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -24,12 +25,12 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from services.shared.crypto import SecretBox
-from services.shared.eventstore import retry_on_conflict
+from services.shared.eventstore import GroupCommit, retry_on_conflict
 from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound, PlatformError, rules_as
 
 from . import keys
 from .auth_config_fields import FIELDS as AUTH_FIELDS
-from .domain import ACTIVE, IdempotencyRecord, OrgProjects, Project, RuleViolation
+from .domain import ACTIVE, TRANSITIONAL, IdempotencyRecord, OrgProjects, Project, RuleViolation
 
 REF_RE = re.compile(r"^[a-z]{20}$")
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "ap-east-1", "ap-southeast-1", "ap-northeast-1",
@@ -61,7 +62,7 @@ def meta_of(ctx: dict[str, Any] | None) -> dict[str, Any]:
     return {k: ctx.get(k) for k in ("actor", "correlation_id", "causation_id")}
 
 
-class ProjectsApplication(Application):
+class ProjectsApplication(GroupCommit, Application):
     name = "projects"
 
     box: SecretBox
@@ -70,22 +71,18 @@ class ProjectsApplication(Application):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Creates for one organization take turns in this process (striped by the org's
-        # slug): they all append to its OrgProjects, so running them side by side only makes
-        # all but one save fail and start again. Other processes still race, and the loser
-        # of such a race retries, as before.
-        self._org_locks = tuple(threading.Lock() for _ in range(64))
-
-    def _org_lock(self, org_slug: str) -> Any:
-        return self._org_locks[zlib.crc32(org_slug.encode()) % len(self._org_locks)]
+        self._org_locks = tuple(threading.Lock() for _ in range(64))  # striped by org slug
+        self._org_queues: dict[str, list[_NewProject]] = {}
+        self._org_queues_lock = threading.Lock()
+        # ref -> (operation_id, step_index, operation over) as last stored (see _note_seen)
+        self._seen: OrderedDict[str, tuple[str, int, bool]] = OrderedDict()
+        self._seen_lock = threading.Lock()
 
     # ===== create ==============================================================================
     def create_project(self, user_id: str, body: dict[str, Any], orgs: OrgsPort, billing: BillingPort,
                        idempotency_key: str | None = None, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-        _t0 = time.time()
         name, org_slug, db_pass, region = self._check_create(body)
         orgs.authorize(user_id, org_slug, "projects.create")
-        _t1 = time.time()
         request_hash = hashlib.sha256(json.dumps([name, org_slug, db_pass, region]).encode()).hexdigest()
         if idempotency_key is not None:
             if not (1 <= len(idempotency_key) <= 255):
@@ -94,30 +91,17 @@ class ProjectsApplication(Application):
             if earlier is not None:
                 return earlier
         entitlements = billing.get_entitlements(org_slug)
-        _t2 = time.time()
         meta = meta_of(ctx)
         for _ in range(20):
             ref = new_ref()
             secret = keys.new_jwt_secret()
-            db_pass_enc, jwt_secret_enc = self.box.encrypt(db_pass, ref), self.box.encrypt(secret, ref)
+            new = _NewProject(ref, entitlements, {
+                "name": name, "region": region, "db_pass_enc": self.box.encrypt(db_pass, ref),
+                "jwt_secret_enc": self.box.encrypt(secret, ref), "meta": meta},
+                None if idempotency_key is None else {"scope": user_id, "key": idempotency_key,
+                                                      "request_hash": request_hash})
             try:
-                with self._org_lock(org_slug):
-                    _t3 = time.time()
-                    org_projects = self._org_projects(org_slug)
-                    self._check_limit(org_projects, entitlements, adding=ref)
-                    project = Project(ref=ref, org_slug=org_slug, name=name, region=region, db_pass_enc=db_pass_enc,
-                                      jwt_secret_enc=jwt_secret_enc, keys_issued_at=int(self.clock()),
-                                      operation_id=str(uuid.uuid4()), meta=meta)
-                    org_projects.add(ref=ref)
-                    pending: list[Any] = [project, org_projects]
-                    if idempotency_key is not None:
-                        pending.append(IdempotencyRecord(scope=user_id, key=idempotency_key, request_hash=request_hash,
-                                                         ref=ref))
-                    _t4 = time.time()
-                    self.save(*pending)
-                    _t5 = time.time()
-                print(f"TIMING create start={_t0:.3f} authorize={1000*(_t1-_t0):.0f} entitlements={1000*(_t2-_t1):.0f} lockwait={1000*(_t3-_t2):.0f} read={1000*(_t4-_t3):.0f} save={1000*(_t5-_t4):.0f}", flush=True)
-                return self._view(project)
+                return self._view(self._add_in_turn(org_slug, new))
             except IntegrityError:
                 # Another create for this org (or with this key) won the race: look again.
                 if idempotency_key is not None:
@@ -125,6 +109,68 @@ class ProjectsApplication(Application):
                     if earlier is not None:
                         return earlier
         raise Conflict("too many concurrent changes to this organization's projects; try again")
+
+    def _add_in_turn(self, org_slug: str, new: _NewProject) -> Project:
+        """Record a new project in its organization's OrgProjects. Creates for one
+        organization all append to that aggregate, so side by side all but one would lose
+        the save and start again: in this process they take turns (a lock per organization,
+        striped), and whoever's turn it is adds every create queued for the organization
+        meanwhile, in one save. Another process can still win a race: IntegrityError, and
+        the caller tries again, as before."""
+        with self._org_queues_lock:
+            self._org_queues.setdefault(org_slug, []).append(new)
+        with self._org_locks[zlib.crc32(org_slug.encode()) % len(self._org_locks)]:
+            if not new.done:
+                with self._org_queues_lock:
+                    batch = self._org_queues.pop(org_slug, [])
+                self._add_batch(org_slug, batch)
+        if new.error is not None:
+            raise new.error
+        assert new.project is not None
+        return new.project
+
+    def _add_batch(self, org_slug: str, batch: list[_NewProject]) -> None:
+        try:
+            org_projects = self._org_projects(org_slug)
+            pending: list[Any] = []
+            added: list[tuple[_NewProject, Project]] = []
+            keys_seen: set[tuple[str, str]] = set()
+            later: list[_NewProject] = []
+            for new in batch:
+                if new.idempotency is not None:
+                    key = (new.idempotency["scope"], new.idempotency["key"])
+                    if key in keys_seen:
+                        # The same request twice at once: the first is saved, this one then
+                        # finds its record (the caller looks on IntegrityError).
+                        later.append(new)
+                        continue
+                    keys_seen.add(key)
+                try:
+                    self._check_limit(org_projects, new.entitlements, adding=new.ref)
+                except LimitExceeded as exc:
+                    new.error, new.done = exc, True
+                    continue
+                project = Project(ref=new.ref, org_slug=org_slug, keys_issued_at=int(self.clock()),
+                                  operation_id=str(uuid.uuid4()), **new.fields)
+                org_projects.add(ref=new.ref)
+                pending.append(project)
+                if new.idempotency is not None:
+                    pending.append(IdempotencyRecord(ref=new.ref, **new.idempotency))
+                added.append((new, project))
+            if added:
+                self.save(*pending, org_projects)
+            for new, project in added:
+                new.project, new.done = project, True
+            for new in later:
+                new.error, new.done = IntegrityError("same Idempotency-Key in flight"), True
+        except Exception as exc:  # noqa: BLE001 -- each waiting create gets it (IntegrityError: they retry)
+            for new in batch:
+                if not new.done:
+                    new.error, new.done = exc, True
+        finally:
+            for new in batch:
+                if not new.done:
+                    new.error, new.done = RuntimeError("create interrupted"), True
 
     def _check_create(self, body: dict[str, Any]) -> tuple[str, str, str, str]:
         name = body.get("name")
@@ -351,6 +397,13 @@ class ProjectsApplication(Application):
     # ===== provisioner outcomes (idempotent) ===================================================
     def apply_progress(self, envelope: dict[str, Any]) -> bool:
         p = envelope["payload"]
+        with self._seen_lock:
+            seen = self._seen.get(p["ref"])
+        if seen is not None and seen[0] == p["operation_id"] and (seen[2] or p["step_index"] < seen[1]):
+            # Already past this step (or done), as this process last read or wrote the
+            # project: report_step would refuse it, so skip the read. Under a burst most
+            # progress reports arrive after a later one, or after the outcome.
+            return False
         return self._apply(p["ref"], lambda project: project.report_step(
             envelope["event_id"], p["operation_id"], p["step"], p["step_index"], p["total_steps"]))
 
@@ -374,6 +427,7 @@ class ProjectsApplication(Application):
             except NotFound:
                 return False  # not ours (or never created): nothing to update
             if not act(project):
+                self._note_seen(project)
                 return False
             pending: list[Any] = [project]
             if activity is not None:
@@ -382,10 +436,20 @@ class ProjectsApplication(Application):
                 pending.append(org_projects)
             try:
                 self.save(*pending)
-                return True
             except IntegrityError:
                 continue  # a concurrent change: reload and apply again
+            self._note_seen(project)
+            return True
         raise Conflict(f"could not record outcome for project {ref}: too many concurrent changes")
+
+    def _note_seen(self, project: Project) -> None:
+        """Remember how far a project's current operation was in a stored state. A project
+        only moves forward within an operation, so this never overstates it."""
+        with self._seen_lock:
+            self._seen[project.ref] = (project.operation_id, project.step_index, project.status not in TRANSITIONAL)
+            self._seen.move_to_end(project.ref)
+            while len(self._seen) > 10_000:
+                self._seen.popitem(last=False)
 
     # ===== platform admins =====================================================================
     def admin_list_projects(self, actor_id: str, orgs: Any) -> list[dict[str, Any]]:
@@ -463,6 +527,20 @@ class ProjectsApplication(Application):
         out = {name: _auth_default(name, f) for name, f in AUTH_FIELDS.items()}
         out.update(project.auth)
         return out
+
+
+class _NewProject:
+    """A create waiting for its turn in its organization (see `_add_in_turn`)."""
+
+    def __init__(self, ref: str, entitlements: dict[str, Any], fields: dict[str, Any],
+                 idempotency: dict[str, Any] | None):
+        self.ref = ref
+        self.entitlements = entitlements
+        self.fields = fields
+        self.idempotency = idempotency
+        self.project: Project | None = None
+        self.error: BaseException | None = None
+        self.done = False
 
 
 class _AdminActing:

@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from services.shared.errors import Conflict, InvalidInput, NotFound
+from services.shared.eventstore import GroupCommit
 
 from .domain import OPERATIONS, RetryPolicy, Saga
 from .drivers.base import Driver, StepContext, StepError, TenantCredentials
@@ -115,7 +116,7 @@ def meta_for(operation: str, ref: str, operation_id: str, org_slug: str | None,
             "correlation_id": ctx.get("correlation_id"), "causation_id": ctx.get("causation_id")}
 
 
-class ProvisionerApplication(Application[uuid.UUID]):
+class ProvisionerApplication(GroupCommit, Application[uuid.UUID]):
     name = "provisioner"
 
     plans: dict[str, tuple[str, ...]] = {}  # the driver's plan per operation (set by bootstrap)

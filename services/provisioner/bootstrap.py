@@ -29,10 +29,10 @@ def _pool(settings: Settings, max_size: int) -> ConnectionPool:
     return pool
 
 
-def lock_pool(settings: Settings) -> ConnectionPool:
+def lock_pool(settings: Settings, max_workers: int = 10) -> ConnectionPool:
     """Connections that hold per-saga advisory locks, one per saga running at once: nameko
-    runs at most max_workers (10) handlers, plus the reconciler."""
-    return _pool(settings, 12)
+    runs at most max_workers handlers, plus the reconciler."""
+    return _pool(settings, max_workers + 2)
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ProvisionerApplication:

@@ -33,11 +33,12 @@ class RunnerProvider(DependencyProvider):
 
     def setup(self) -> None:
         settings = load_settings()
-        self.pool = lock_pool(settings)
+        self.pool = lock_pool(settings, int(self.container.config.get("max_workers", 10)))
         self.runner: SagaRunner = build_runner(settings, locks=PgSagaLocks(self.pool),
                                                name=f"provisioner-{os.getpid()}")
 
     def stop(self) -> None:
+        self.runner.driver.close()
         self.pool.close()
 
     def get_dependency(self, worker_ctx: Any) -> SagaRunner:

@@ -80,7 +80,8 @@ class Tenants:
         self.store = LocalObjectStore(root / "storage")
         self.refs: list[str] = []
         self.plain = LocalDriver(settings, self.store, tmp_dir=root / "tmp")
-        self.with_spares = LocalDriver(settings, self.store, spare_databases=2, tmp_dir=root / "tmp")
+        # As the provisioner makes it: spares, and connections to the maintenance database kept.
+        self.with_spares = LocalDriver(settings, self.store, spare_databases=2, tmp_dir=root / "tmp", keep_idle=4)
 
     def driver(self, spares: bool = False) -> LocalDriver:
         return self.with_spares if spares else self.plain
@@ -115,6 +116,8 @@ class Tenants:
 def tenants(settings: Settings, tmp_path: Path, hba_enforced: None) -> Iterator[Tenants]:
     t = Tenants(settings, tmp_path)
     yield t
+    t.plain.close()
+    t.with_spares.close()
     for ref in t.refs:
         cleanup(settings, ref)
 
@@ -420,6 +423,31 @@ def test_delete_removes_database_roles_and_bucket_and_can_run_again(tenants: Ten
 
 
 # ---- errors -------------------------------------------------------------------------------------
+
+def test_connections_to_the_maintenance_database_are_kept_only_after_a_clean_block(settings: Settings,
+                                                                                  tmp_path: Path) -> None:
+    d = LocalDriver(settings, LocalObjectStore(tmp_path / "storage"), keep_idle=2)
+    try:
+        with d._admin() as conn:
+            pid = conn.info.backend_pid
+        with d._admin() as conn:
+            assert conn.info.backend_pid == pid  # the same backend: no new connection
+        with d._admin(autocommit=False) as conn:  # one transaction on it, committed at the end
+            assert conn.info.backend_pid == pid
+            conn.execute("SELECT pg_advisory_xact_lock(1)")
+        with admin(settings) as other:  # the transaction ended: its lock is free
+            assert other.execute("SELECT pg_try_advisory_xact_lock(1)").fetchone() == (True,)
+        with pytest.raises(StepError):
+            with d._admin() as conn:
+                conn.execute("SELECT 1/0")
+        assert d._idle == []  # a block that failed does not give its connection back
+        with d._admin(), d._admin(), d._admin():
+            pass
+        assert len(d._idle) == 2  # at most keep_idle are kept
+    finally:
+        d.close()
+    assert d._idle == []
+
 
 def test_an_unreachable_postgresql_is_a_readable_step_error(settings: Settings, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there

@@ -3,7 +3,10 @@ billing and provisioner ports (the real ones are exercised end to end elsewhere)
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+import zlib
 from typing import Any, Iterator
 
 import jwt
@@ -221,3 +224,56 @@ def test_metering_sees_active_projects_and_their_organizations(world: dict[str, 
     assert app.project_org(paused) == world["slug"]
     with pytest.raises(NotFound):
         app.project_org("nosuchprojectrefhere")
+
+
+def test_creates_for_one_org_at_once_are_saved_together_within_the_plan_limit(world: dict[str, Any]) -> None:
+    """Creates queued for one organization are added by whoever's turn it is, in one save:
+    none is lost to a sibling's save, and the plan limit holds across the batch."""
+    app, slug = world["app"], world["slug"]
+    saves: list[int] = []
+    real_save = app.save
+
+    def counting_save(*objs: Any, **kw: Any) -> Any:
+        saves.append(len(objs))
+        return real_save(*objs, **kw)
+
+    app.save = counting_save
+    made: list[dict[str, Any]] = []
+    refused: list[Exception] = []
+
+    def one(i: int) -> None:
+        try:
+            made.append(create(world, name=f"App {i}"))
+        except LimitExceeded as exc:
+            refused.append(exc)
+
+    turn = app._org_locks[zlib.crc32(slug.encode()) % len(app._org_locks)]
+    with turn:  # all five queue up behind the organization's turn
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(app._org_queues.get(slug, [])) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert len(made) == 2 and len(refused) == 3  # free plan: two active projects
+    assert saves == [3]  # both projects and the organization's list, in one save
+    assert sorted(app._org_projects(slug).refs) == sorted(p["ref"] for p in made)
+    assert all(app.get_project(world["owner"], p["ref"], world["orgs"])["status"] == "COMING_UP" for p in made)
+
+
+def test_stale_progress_is_skipped_without_changing_anything(world: dict[str, Any]) -> None:
+    app = world["app"]
+    ref = create(world)["ref"]
+    assert outcome(app, ref, "step", step="create_database", step_index=3, total_steps=6)
+    version = app._project(ref).version
+    assert not outcome(app, ref, "step", step="create_roles", step_index=2, total_steps=6)
+    assert outcome(app, ref, "step", step="configure_database", step_index=4, total_steps=6)
+    assert outcome(app, ref, "create", connection=CONN)
+    assert not outcome(app, ref, "step", step="check_health", step_index=6, total_steps=6)
+    assert app._project(ref).version == version + 2
+    detail = app.get_project(world["owner"], ref, world["orgs"])
+    assert detail["status"] == "ACTIVE_HEALTHY" and detail["progress"]["step"] is None
+

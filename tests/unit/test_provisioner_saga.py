@@ -372,6 +372,41 @@ def test_history_and_lookups(world: World) -> None:
         world.app.saga_for_operation("no-such-operation")
 
 
+def test_driver_upkeep_waits_while_sagas_run(world: World) -> None:
+    """Upkeep (e.g. building spare databases) is skipped while the runner has sagas running,
+    and long upkeep is told to stop as soon as one starts."""
+    saga = world.request("create", "op-upkeep")
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowDriver(FakeDriver):
+        upkeep = 0
+
+        def maintain(self, stop: Any = None) -> dict[str, Any]:
+            self.upkeep += 1
+            return {"stop_now": stop()}
+
+        def run_step(self, operation: str, step: str, ctx: StepContext) -> dict[str, Any]:
+            if step == "create_roles":
+                entered.set()
+                assert release.wait(10)
+            return super().run_step(operation, step, ctx)
+
+    slow = SlowDriver()
+    runner = SagaRunner(slow, world.locks, retry=world.app.retry, sleep=world.sleeps.append)
+    assert runner.maintain() == {"stop_now": False} and slow.upkeep == 1
+    t = threading.Thread(target=runner.run, args=(world.app, saga["saga_id"], world.credentials))
+    t.start()
+    try:
+        assert entered.wait(10)
+        assert runner.running == 1
+        assert runner.maintain() == {} and slow.upkeep == 1  # not called while the saga runs
+    finally:
+        release.set()
+        t.join(10)
+    assert runner.running == 0
+    assert runner.maintain() == {"stop_now": False} and slow.upkeep == 2
+
+
 def test_driver_upkeep_failures_are_logged_not_raised(world: World) -> None:
     class Broken(FakeDriver):
         def maintain(self, stop: Any = None) -> dict[str, Any]:

@@ -24,5 +24,5 @@ def make_driver(settings: Settings) -> Driver:
 
     if cls is LocalDriver:
         return LocalDriver(settings, make_object_store(settings),
-                           spare_databases=max(settings.provisioner_spare_databases, 0))
+                           spare_databases=max(settings.provisioner_spare_databases, 0), keep_idle=4)
     return cls(settings, make_object_store(settings))  # type: ignore[call-arg]

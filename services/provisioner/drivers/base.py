@@ -69,9 +69,14 @@ class Driver(ABC):
         """Health of each service the driver runs for the tenant, by service name (the
         names of the v1 health route: db, storage...): {healthy, status, error?}."""
 
-    def maintain(self) -> dict[str, Any]:
-        """Periodic upkeep between sagas (e.g. resources kept warm). Returns what it did."""
+    def maintain(self, stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Periodic upkeep between sagas (e.g. resources kept warm). Returns what it did.
+        Long upkeep checks `stop()` between units of work and ends early when it says so
+        (sagas have started: they come first)."""
         return {}
+
+    def close(self) -> None:
+        """Release what the driver holds open (connections kept for reuse)."""
 
     def compensate(self, operation: str, ctx: StepContext, completed: list[str]) -> str | None:
         """Undo what a failed saga left half-done, where leaving it would hurt the user
