@@ -98,6 +98,8 @@ class BillingApplication(Application):
         """Every new organization starts on the free plan. Idempotent: the aggregate's id is
         uuid5(slug) and the index claims the message's event_id."""
         slug = envelope["payload"]["slug"]
+        if self.index.already_applied(str(envelope["event_id"])):
+            return False  # a redelivery: not even the aggregate may be touched again
         try:
             sub = self._subscription(slug)
         except NotFound:

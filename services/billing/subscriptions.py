@@ -55,6 +55,11 @@ class Subscriptions:
             )
             return True
 
+    def already_applied(self, event_id: str) -> bool:
+        with self.pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM billing.processed_messages WHERE consumer = %s AND event_id = %s",
+                                (CONSUMER, event_id)).fetchone() is not None
+
     def record_plan(self, org_slug: str, plan: str, version: int) -> None:
         """Refresh a row after a plan change (a missing row is restored by its org's
         organization_created, which reads the aggregate then)."""
@@ -90,6 +95,9 @@ class MemorySubscriptions(Subscriptions):
 
     def close(self) -> None:
         pass
+
+    def already_applied(self, event_id: str) -> bool:
+        return event_id in self.claimed
 
     def record_start(self, envelope: dict[str, Any], plan: str, version: int) -> bool:
         if envelope["event_id"] in self.claimed:
