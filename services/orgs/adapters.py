@@ -23,6 +23,9 @@ class SqlTokenUsage:
     def __init__(self, pool: ConnectionPool):
         self.pool = pool
 
+    def close(self) -> None:
+        self.pool.close()
+
     def touch(self, token_id: str) -> None:
         with self.pool.connection() as conn:
             conn.execute(

@@ -119,6 +119,12 @@ class OrgsApplication(Application):
     invitation_ttl: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(timezone.utc))
 
+    def close(self) -> None:
+        close = getattr(self.token_usage, "close", None)
+        if callable(close):
+            close()
+        super().close()
+
     # ===== users ===============================================================================
     def register_user(self, email: str, password: str, ctx: dict[str, Any] | None = None,
                       display_name: str = "") -> dict[str, Any]:

@@ -49,11 +49,12 @@ def pg_settings() -> Iterator[Any]:
 
 
 @pytest.fixture(params=["memory", "postgres"])
-def app(request: Any, pg_settings: Any) -> OrgsApplication:
+def app(request: Any, pg_settings: Any) -> Iterator[OrgsApplication]:
     mailer = FakeMailer()
     a = build(pg_settings, in_memory=request.param == "memory", mailer=mailer)
     a.fake_mailer = mailer  # type: ignore[attr-defined]
-    return a
+    yield a
+    a.close()  # its connection pools: hundreds of tests must not pile them up
 
 
 _n = 0

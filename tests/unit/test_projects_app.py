@@ -44,14 +44,15 @@ def pg_settings() -> Iterator[Any]:
 
 
 @pytest.fixture(params=["memory", "postgres"])
-def world(request: Any, pg_settings: Any) -> dict[str, Any]:
+def world(request: Any, pg_settings: Any) -> Iterator[dict[str, Any]]:
     app = build(pg_settings, in_memory=request.param == "memory")
     orgs, billing = FakeOrgs(), FakeBilling()
     owner, member = str(uuid.uuid4()), str(uuid.uuid4())
     slug = "org-" + uuid.uuid4().hex[:8]
     orgs.roles[(owner, slug)] = "owner"
     orgs.roles[(member, slug)] = "member"
-    return {"app": app, "orgs": orgs, "billing": billing, "owner": owner, "member": member, "slug": slug}
+    yield {"app": app, "orgs": orgs, "billing": billing, "owner": owner, "member": member, "slug": slug}
+    app.close()
 
 
 def create(w: dict[str, Any], **body: Any) -> dict[str, Any]:
