@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from psycopg_pool import ConnectionPool
-
-from services.shared.db import ensure_schema
+from services.shared.db import make_pool
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
@@ -23,10 +21,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> BillingApplication:
     if in_memory:
         app.index = MemorySubscriptions()
     else:
-        ensure_schema(settings, SCHEMA, DDL)
-        pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
-        pool.open(wait=True, timeout=10)
-        app.index = Subscriptions(pool)
+        app.index = Subscriptions(make_pool(settings, SCHEMA, DDL, max_size=4))
     return app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.shared.crypto import secret_box
-from services.shared.db import ensure_schema
+from services.shared.db import make_pool
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
@@ -18,12 +18,7 @@ def build(settings: Settings, *, in_memory: bool = False, pool_size: int = 4) ->
     if in_memory:
         app.bundles, app.logs, app.tenants = MemoryBundleStore(), MemoryLogStore(), MemoryTenantStore()
         return app
-    from psycopg_pool import ConnectionPool
-
-    ensure_schema(settings, SCHEMA, DDL)
-    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=pool_size, open=False,
-                          kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
+    pool = make_pool(settings, SCHEMA, DDL, max_size=pool_size)
     app.bundles, app.logs, app.tenants = SqlBundleStore(pool), SqlLogStore(pool), SqlTenantStore(pool)
     app.pool = pool  # type: ignore[attr-defined]
     return app

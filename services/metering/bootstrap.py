@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from psycopg_pool import ConnectionPool
-
 from services.shared.eventstore import open_application
 from services.shared.mail import Mailer, make_mailer
-from services.shared.db import ensure_schema
+from services.shared.db import make_pool
 from services.shared.settings import Settings
 
 from .adapters import TenantMeasurer
@@ -28,9 +26,7 @@ def storage_root(settings: Settings) -> Path | None:
 
 def build(settings: Settings, *, mailer: Mailer | None = None) -> MeteringApplication:
     app = open_application(MeteringApplication, settings)
-    ensure_schema(settings, SCHEMA, DDL)
-    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
+    pool = make_pool(settings, SCHEMA, DDL, max_size=4)
     app.usage = UsageStore(pool)
     app.measurer = TenantMeasurer(pool, storage_root(settings))
     app.mailer = mailer or make_mailer(settings)

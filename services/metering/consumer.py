@@ -11,19 +11,15 @@ Run: python -m services.metering.consumer [--queue metering.usage] [--batch-size
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import uuid
 from typing import Any
 
 import psycopg
 
-from services.shared import broker
-from services.shared.consuming import BatchConsumer
+from services.shared.consuming import BatchConsumer, bindings_for, run_consumer_process
 from services.shared.contracts import ContractError
 from services.shared.db import ensure_schema
-from services.shared.settings import Settings, load_settings
+from services.shared.settings import Settings
 
 from .periods import Record, UsageError
 from .store import DDL, SCHEMA, fold
@@ -71,23 +67,14 @@ def make_consumer(settings: Settings, queue: str = QUEUE, batch_size: int = 100)
         settings,
         queue=queue,
         schema=SCHEMA,
-        bindings=sorted({(broker.exchange_name(p), t) for p, t, _ in ACCEPTS}),
+        bindings=bindings_for(ACCEPTS),
         handle=make_handler(queue),
         batch_size=batch_size,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="metering usage consumer")
-    parser.add_argument("--queue", default=QUEUE)
-    parser.add_argument("--batch-size", type=int, default=100)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    consumer = make_consumer(load_settings(), args.queue, args.batch_size)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
-    print(f"metering usage consumer on queue {args.queue}", flush=True)
-    consumer.run()
+    run_consumer_process("metering usage consumer", make_consumer, QUEUE, 100, argv)
 
 
 if __name__ == "__main__":

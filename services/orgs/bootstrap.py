@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 
+from services.shared.db import make_pool
 from services.shared.eventstore import open_application
 from services.shared.mail import Mailer, make_mailer
 from services.shared.settings import Settings
@@ -24,11 +25,5 @@ def build(settings: Settings, *, in_memory: bool = False, mailer: Mailer | None 
     if in_memory:
         app.token_usage = MemoryTokenUsage()
     else:
-        from services.shared.db import ensure_schema
-        from psycopg_pool import ConnectionPool
-
-        ensure_schema(settings, "orgs", DDL)
-        pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
-        pool.open(wait=True, timeout=10)
-        app.token_usage = SqlTokenUsage(pool)
+        app.token_usage = SqlTokenUsage(make_pool(settings, "orgs", DDL, max_size=4))
     return app

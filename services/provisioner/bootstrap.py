@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from psycopg_pool import ConnectionPool
 
-from services.shared.db import ensure_schema
+from services.shared.db import make_pool
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
@@ -22,11 +22,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 
 def _pool(settings: Settings, max_size: int) -> ConnectionPool:
-    ensure_schema(settings, "provisioner", DDL)
-    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=max_size, open=False,
-                          kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
-    return pool
+    return make_pool(settings, "provisioner", DDL, max_size=max_size)
 
 
 def lock_pool(settings: Settings, max_workers: int = 10) -> ConnectionPool:

@@ -192,3 +192,28 @@ class BatchConsumer:
         if where == "dead-letter":
             self.dead_lettered += 1
         log.warning("consumer %s: message sent to %s: %s", self.queue, where, error[:300])
+
+
+def bindings_for(accepts: Iterable[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    """Queue bindings for the (producer, event_type, version) contracts a consumer accepts."""
+    return sorted({(broker.exchange_name(producer), event_type) for producer, event_type, _ in accepts})
+
+
+def run_consumer_process(description: str, make: Callable[[Settings, str, int], BatchConsumer],
+                         queue: str, batch_size: int, argv: list[str] | None = None) -> None:
+    """The main() of a batch-consumer process: arguments, logging, signals, run until stopped."""
+    import argparse
+    import signal
+
+    from .settings import load_settings
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--queue", default=queue)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    consumer = make(load_settings(), args.queue, args.batch_size)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+    print(f"{description} on queue {args.queue}", flush=True)
+    consumer.run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from .settings import SERVICES, Settings
 
@@ -65,3 +66,13 @@ def bootstrap(settings: Settings) -> None:
     ensure_database(settings)
     for service in SERVICES:
         ensure_schema(settings, service)
+
+
+def make_pool(settings: Settings, schema: str, ddl: str = "", max_size: int = 8) -> ConnectionPool:
+    """An open autocommit connection pool on the platform database, after making sure the
+    schema (and `ddl`, formatted with {schema}) exists."""
+    ensure_schema(settings, schema, ddl)
+    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=max_size, open=False,
+                          kwargs={"autocommit": True})
+    pool.open(wait=True, timeout=10)
+    return pool

@@ -16,12 +16,11 @@ from nameko.events import SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
-from psycopg_pool import ConnectionPool
 
 from . import broker
 from .errors import BY_NAME
 from .contracts import ContractError, parse_message
-from .db import ensure_schema
+from .db import make_pool  # noqa: F401  (services wire their pools through this module)
 from .eventstore import open_application
 from .settings import Settings, load_settings
 
@@ -90,14 +89,6 @@ class ApplicationProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> Any:
         return self.app
-
-
-def make_pool(settings: Settings, schema: str, ddl: str = "", max_size: int = 8) -> ConnectionPool:
-    ensure_schema(settings, schema, ddl)
-    pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=max_size, open=False,
-                          kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
-    return pool
 
 
 class ReliableQueueConsumer(QueueConsumer):

@@ -9,19 +9,15 @@ Run: python -m services.shared.probe_consumer [--queue probe.sink] [--batch-size
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
 import time
 from typing import Any
 
 import psycopg
 
-from . import broker
-from .consuming import BatchConsumer
+from .consuming import BatchConsumer, bindings_for, run_consumer_process
 from .db import ensure_schema
 from .probe import PROBE_EFFECTS_DDL
-from .settings import Settings, load_settings
+from .settings import Settings
 
 SCHEMA = "probe"
 # The contracts this consumer applies, (producer, event_type, schema_version): its queue
@@ -62,23 +58,14 @@ def make_consumer(settings: Settings, queue: str = "probe.sink", batch_size: int
         settings,
         queue=queue,
         schema=SCHEMA,
-        bindings=sorted({(broker.exchange_name(p), t) for p, t, _ in ACCEPTS}),
+        bindings=bindings_for(ACCEPTS),
         handle=make_handler(queue),
         batch_size=batch_size,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="probe consumer")
-    parser.add_argument("--queue", default="probe.sink")
-    parser.add_argument("--batch-size", type=int, default=500)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    consumer = make_consumer(load_settings(), args.queue, args.batch_size)
-    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
-    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
-    print(f"probe consumer on queue {args.queue}", flush=True)
-    consumer.run()
+    run_consumer_process("probe consumer", make_consumer, "probe.sink", 500, argv)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ from typing import Any, Iterator
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 
 from gateway.usage import batches_of
 from services.metering import consumer as usage_consumer
 from services.metering.store import DDL, SCHEMA, UsageStore
 from services.shared.contracts import OutgoingMessage, build_message, parse_message
-from services.shared.db import connect, drop_database, ensure_database, ensure_schema
+from services.shared.db import make_pool, connect, drop_database, ensure_database, ensure_schema
 from services.shared.settings import Settings
 from tests.conftest import make_test_settings
 
@@ -55,8 +54,7 @@ def db_settings() -> Iterator[Settings]:
 
 @pytest.fixture
 def store(db_settings: Settings) -> Iterator[UsageStore]:
-    pool = ConnectionPool(db_settings.db_conninfo, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
+    pool = make_pool(db_settings, SCHEMA, DDL, max_size=2)
     s = UsageStore(pool)
     s.reset()
     try:

@@ -11,14 +11,13 @@ from typing import Any, Iterator
 
 import pytest
 from eventsourcing.persistence import IntegrityError
-from psycopg_pool import ConnectionPool
 
 from services.metering.application import MeteringApplication
 from services.metering.domain import UsageAlert
 from services.metering.outbox import to_message
 from services.metering.store import DDL, SCHEMA, UsageStore
 from services.shared.contracts import build_message, event_id_for, parse_message
-from services.shared.db import drop_database, ensure_database, ensure_schema
+from services.shared.db import make_pool, drop_database, ensure_database, ensure_schema
 from services.shared.eventstore import open_application
 from services.shared.mail import Mail
 from services.shared.settings import Settings
@@ -67,8 +66,7 @@ def db_settings() -> Iterator[Settings]:
 
 @pytest.fixture
 def app(db_settings: Settings) -> Iterator[MeteringApplication]:
-    pool = ConnectionPool(db_settings.db_conninfo, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
-    pool.open(wait=True, timeout=10)
+    pool = make_pool(db_settings, SCHEMA, DDL, max_size=2)
     a = open_application(MeteringApplication, db_settings, in_memory=True)
     a.usage = UsageStore(pool)
     a.usage.reset()
