@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from services.shared.credentials import ensure as ensure_credentials
 from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
@@ -29,7 +30,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_credentials_ready = False
+
+
 def make_test_settings(tag: str) -> Settings:
+    global _credentials_ready
+    if not _credentials_ready:
+        # The platform's own role and broker user (created on this machine's first run, shared
+        # with every checkout): the suite logs in as they do, never as postgres or guest.
+        ensure_credentials(load_settings({}), environ={})
+        _credentials_ready = True
     suffix = f"{tag}_{os.getpid()}_{secrets.token_hex(3)}"
     gateway_port = free_port()
     return load_settings({}).with_overrides(

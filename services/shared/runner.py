@@ -138,7 +138,12 @@ class Platform:
 
 
 def main() -> None:
-    settings = load_settings()
+    from .credentials import CredentialsError, ensure
+
+    try:
+        settings = ensure(load_settings())  # first start: create the platform's role and broker user
+    except CredentialsError as exc:
+        raise SystemExit(f"platform-run: {exc}")
     platform = Platform(settings)
     stopping = False
 
