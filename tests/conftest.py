@@ -42,6 +42,7 @@ def make_test_settings(tag: str) -> Settings:
         _credentials_ready = True
     suffix = f"{tag}_{os.getpid()}_{secrets.token_hex(3)}"
     gateway_port = free_port()
+    edge_port = free_port()
     return load_settings({}).with_overrides(
         db_name=f"sp_test_{suffix}",
         amqp_vhost=f"sp_test_{suffix}",
@@ -56,6 +57,9 @@ def make_test_settings(tag: str) -> Settings:
         # Edge functions: the runtime on its own free port; SUPABASE_URL must point at this
         # gateway; a short wall clock so the limit tests do not wait 150 s.
         functions_runtime_port=free_port(),
+        # The project edge (project APIs) on its own port: another origin than the gateway.
+        edge_port=edge_port,
+        edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
         # The Stripe webhook route verifies signatures with this (tests sign with it too).
         stripe_webhook_secret="whsec_platform_tests",
@@ -111,6 +115,12 @@ def rpc(settings: Settings, platform: Platform) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def gateway_url(settings: Settings, platform: Platform) -> str:
     return f"http://{settings.gateway_host}:{settings.gateway_port}"
+
+
+@pytest.fixture(scope="session")
+def edge_url(settings: Settings, platform: Platform) -> str:
+    """Where project APIs are served (a project's API URL is <edge_url>/<ref>)."""
+    return settings.edge_public_url
 
 
 @pytest.fixture

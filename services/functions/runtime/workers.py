@@ -311,10 +311,11 @@ class WorkerPool:
             else:
                 tmp.mkdir(mode=0o700)
             if self.sandbox is not None and self.sandbox.uid is not None:
-                for dirpath, _, files in os.walk(tmp):
+                for dirpath, dirs, files in os.walk(tmp):
                     os.chown(dirpath, self.sandbox.uid, self.sandbox.gid or -1)
-                    for name in files:
-                        os.chown(os.path.join(dirpath, name), self.sandbox.uid, self.sandbox.gid or -1)
+                    for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+                        os.chown(os.path.join(dirpath, name), self.sandbox.uid, self.sandbox.gid or -1,
+                                 follow_symlinks=False)
             try:
                 tmp.rename(path)
             except OSError:
