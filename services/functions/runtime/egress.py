@@ -13,7 +13,8 @@ leaves goes through this module, which decides where it may go:
   Refused: loopback, RFC 1918, link-local, CGNAT, multicast, reserved, unspecified, IPv6
   loopback/ULA/link-local/multicast, IPv4 embedded in IPv6 (mapped, NAT64, 6to4) when the
   embedded address is refused, every address of this machine's own interfaces (read from
-  /proc, refreshed every second), and the operator's `functions_egress_deny`.
+  /proc afresh before any connection is let through), and the operator's
+  `functions_egress_deny`.
 - **DbForwarder** reads the PostgreSQL startup message and only relays a session whose
   user and database are the project's own; anything else gets a FATAL ErrorResponse. It
   only ever connects to that tenant's database server. The password is checked by
@@ -70,11 +71,14 @@ def host_addresses() -> set[Address]:
     entries, IPv6 from if_inet6): a service listening on 0.0.0.0 answers on all of them."""
     found: set[Address] = set()
     with contextlib.suppress(OSError):
-        lines = Path("/proc/net/fib_trie").read_text().splitlines()
-        for i, line in enumerate(lines):
-            if "/32 host LOCAL" in line and i > 0:
-                with contextlib.suppress(ValueError, IndexError):
-                    found.add(ipaddress.ip_address(lines[i - 1].split()[-1]))
+        leaf = None
+        for line in Path("/proc/net/fib_trie").read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("|--"):
+                leaf = stripped[3:].strip()
+            elif stripped.startswith("/32 host LOCAL") and leaf:
+                with contextlib.suppress(ValueError):
+                    found.add(ipaddress.ip_address(leaf))
     with contextlib.suppress(OSError):
         for line in Path("/proc/net/if_inet6").read_text().splitlines():
             raw = line.split()[0]
@@ -96,9 +100,9 @@ class EgressPolicy:
         self._host: set[Address] = set()
         self._host_at = 0.0
 
-    def own_addresses(self) -> set[Address]:
+    def own_addresses(self, fresh: bool = False) -> set[Address]:
         now = time.monotonic()
-        if now - self._host_at > 1.0:
+        if fresh or now - self._host_at > 1.0:
             self._host, self._host_at = self._host_addrs(), now
         return self._host
 
@@ -115,7 +119,9 @@ class EgressPolicy:
         for net, why in self.networks:
             if addr.version == net.version and addr in net:
                 return why
-        if addr in self.own_addresses():
+        # Before letting an address through, read the machine's addresses afresh: an interface
+        # added a moment ago (a container bridge, a VPN) must not be reachable even briefly.
+        if addr in self.own_addresses() or addr in self.own_addresses(fresh=True):
             return "an address of the platform's own machine"
         return None
 
@@ -233,8 +239,9 @@ class UnixService:
 
 def _http_error(status: int, reason: str, message: str) -> bytes:
     body = (message + "\n").encode()
+    mark = "X-Egress-Refused: 1\r\n" if status == 403 else ""
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nX-Egress-Refused: 1\r\nConnection: close\r\n\r\n").encode() + body
+            f"Content-Length: {len(body)}\r\n{mark}Connection: close\r\n\r\n").encode() + body
 
 
 class EgressProxy(UnixService):
