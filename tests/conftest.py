@@ -61,6 +61,9 @@ def make_test_settings(tag: str) -> Settings:
         edge_port=edge_port,
         edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
+        # CPU time far below the wall clock: on a loaded 2-core machine a busy loop may get a
+        # sixth of a core, and must still meet the CPU limit first.
+        functions_cpu_time_ms=500,
         # The Stripe webhook route verifies signatures with this (tests sign with it too).
         stripe_webhook_secret="whsec_platform_tests",
     )

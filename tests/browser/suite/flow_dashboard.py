@@ -164,10 +164,11 @@ def test_create_a_project_and_watch_it_come_up(owner: Person, story: dict[str, A
         if current == "ACTIVE_HEALTHY":
             break
         assert current not in ("INIT_FAILED",), page.locator("#progress").inner_text()
-        step = page.locator("#progress-step")
-        if step.count():
-            seen.add(step.inner_text())
-            if not shot_taken and "Step" in step.inner_text():
+        # all_inner_texts does not wait: the step may vanish between two looks (the project came up).
+        texts = page.locator("#progress-step").all_inner_texts()
+        if texts:
+            seen.update(texts)
+            if not shot_taken and "Step" in texts[0]:
                 owner.shot("07-project-coming-up", full_page=False)
                 shot_taken = True
         page.wait_for_timeout(100)
