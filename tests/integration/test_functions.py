@@ -65,15 +65,14 @@ def invoke(edge_url: str, ref: str, slug: str, key: str | None = None, **kw: Any
     return requests.request(method, f"{edge_url}/{ref}/functions/v1/{slug}", headers=headers, **kw)
 
 
-@pytest.fixture
-def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
-    """A queue bound to functions.events/function_invoked: what metering receives."""
+def bound_queue(settings: Settings, producer: str, event: str) -> Iterator[Any]:
+    """A queue bound to <producer>.events/<event>: what metering receives."""
     conn = broker.connect(settings)
     ch = conn.channel()
-    broker.declare_exchange(ch, "functions")
-    queue = f"test.function_invoked.{uuid.uuid4().hex[:8]}"
+    broker.declare_exchange(ch, producer)
+    queue = f"test.{event}.{uuid.uuid4().hex[:8]}"
     ch.queue_declare(queue, auto_delete=True)
-    ch.queue_bind(queue, broker.exchange_name("functions"), "function_invoked")
+    ch.queue_bind(queue, broker.exchange_name(producer), event)
 
     def drain() -> list[dict[str, Any]]:
         out = []
@@ -85,8 +84,19 @@ def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
     conn.close()
 
 
+@pytest.fixture
+def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
+    yield from bound_queue(settings, "functions", "function_invoked")
+
+
+@pytest.fixture
+def usage_batches(settings: Settings, platform: Any) -> Iterator[Any]:
+    """The usage batches the gateway and the project edge send (api_usage_recorded)."""
+    yield from bound_queue(settings, "gateway", "api_usage_recorded")
+
+
 def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, projects: dict[str, Any],
-                                                     invoked_events: Any) -> None:
+                                                     invoked_events: Any, usage_batches: Any) -> None:
     tok, a, b = projects["token"], projects["a"], projects["b"]
     ref = a["ref"]
 
@@ -157,6 +167,19 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, pr
     events = wait_for("function_invoked on the bus", lambda: [e for e in invoked_events() if e["payload"]["request_id"] == request_id])
     assert events[0]["org_id"] == projects["org"] and events[0]["project_ref"] == ref
     assert events[0]["payload"]["slug"] == "hello" and events[0]["payload"]["status"] == 200
+
+    # The project edge counted the invocations as the project's API usage (requests and the
+    # bytes it sent), into the same usage batches as the Management API's.
+    seen: dict[str, int] = {"api_requests": 0, "egress_bytes": 0}
+
+    def counted() -> bool:
+        for batch in usage_batches():
+            for rec in batch["payload"]["records"]:
+                if rec["project_ref"] == ref and rec["org_id"] == projects["org"] and rec["metric"] in seen:
+                    seen[rec["metric"]] += rec["quantity"]
+        return seen["api_requests"] >= 7 and seen["egress_bytes"] > 0  # 4 answers of 200, 3 of 401
+
+    wait_for("the edge's usage of the project", counted)
 
     # The body route gives the sources back.
     body = http.get(f"/v1/projects/{ref}/functions/hello/body", token=tok).json()
