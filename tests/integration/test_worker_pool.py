@@ -105,3 +105,26 @@ def test_the_sandbox_check_names_what_is_missing(workdir: Path, sandbox: Sandbox
     with pytest.raises(SandboxUnavailable) as why:
         sandbox.check(locked / "sock")
     assert "needs search (x) permission on every folder above" in str(why.value)
+
+
+def test_no_bubblewrap_no_runtime_unless_the_operator_says_insecure(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # bwrap cannot be found
+    with pytest.raises(SandboxUnavailable) as why:
+        Sandbox.create(deno=deno_binary(), bootstrap=BOOTSTRAP, user="sp-functions", insecure=False)
+    assert str(why.value).startswith("bubblewrap (bwrap) is not installed")
+    assert "PLATFORM_FUNCTIONS_INSECURE_NO_SANDBOX" in str(why.value)
+    with caplog.at_level("WARNING", logger="functions.sandbox"):
+        assert Sandbox.create(deno=deno_binary(), bootstrap=BOOTSTRAP, user="sp-functions", insecure=True) is None
+    assert "INSECURE" in caplog.text and "WITHOUT the operating-system sandbox" in caplog.text
+
+
+def test_a_root_runtime_needs_its_unprivileged_user() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a runtime started as root drops to functions_sandbox_user")
+    with pytest.raises(SandboxUnavailable) as why:
+        Sandbox.create(deno=deno_binary(), bootstrap=BOOTSTRAP, user="no-such-user-here", insecure=False)
+    assert "drops its workers to the system user 'no-such-user-here', which does not exist" in str(why.value)
+    with pytest.raises(SandboxUnavailable) as why:
+        Sandbox.create(deno=deno_binary(), bootstrap=BOOTSTRAP, user="root", insecure=False)
+    assert "workers must never run as root" in str(why.value)

@@ -200,7 +200,10 @@ async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 
 
 class UnixService:
-    """A listener on one Unix socket, with the connections it serves, closed together."""
+    """A listener on one Unix socket, with the connections it serves, closed together; at
+    most `max_connections` at once (one worker cannot exhaust the runtime's descriptors)."""
+
+    max_connections = 256
 
     def __init__(self, path: Path):
         self.path = path
@@ -214,6 +217,9 @@ class UnixService:
         self.path.chmod(mode)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.writers) >= self.max_connections:
+            writer.transport.abort()
+            return
         self.writers.add(writer)
         try:
             await self.serve(reader, writer)
@@ -347,7 +353,9 @@ def parse_startup(body: bytes) -> dict[str, str]:
 
 class DbForwarder(UnixService):
     """The project's own database, for one worker: only `user` into `database`, only to
-    `host:port`."""
+    `host:port`. (PostgreSQL caps the tenant's logins at 20 sessions anyway.)"""
+
+    max_connections = 32
 
     def __init__(self, path: Path, *, host: str, port: int, database: str, user: str):
         super().__init__(path)

@@ -157,10 +157,11 @@ class WorkerPool:
         self.deno_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         for d in (self.socket_dir, self.deno_dir):
             os.chmod(d, 0o711)
-        for stale in self.socket_dir.glob(f"{os.getpid()}-*"):
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-        for stale in self.socket_dir.glob("*.sock"):
-            stale.unlink(missing_ok=True)
+        # Folders and sockets of workers of a runtime that is gone (named <its pid>-<n>).
+        for stale in self.socket_dir.iterdir():
+            pid = stale.name.split("-", 1)[0]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
+                shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         self._reaper = asyncio.create_task(self._reap_forever())
         self._warming = asyncio.create_task(self._warm_cache())
 
@@ -527,6 +528,16 @@ class WorkerPool:
                     await self.kill(w, "CPU_LIMIT")
                 elif rss_bytes(w.pid or w.proc.pid) > rss_limit:
                     await self.kill(w, "WORKER_LIMIT")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def rss_bytes(pid: int) -> int:
