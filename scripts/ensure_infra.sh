@@ -146,6 +146,10 @@ if ! command -v bwrap >/dev/null 2>&1; then
   apt_install bubblewrap
   say "bubblewrap installed for the edge function sandbox"
 fi
+# iproute2: the sandbox tests build a public-style network (a veth pair) to fetch from.
+if ! command -v ip >/dev/null 2>&1; then
+  apt_install iproute2
+fi
 # A runtime started as root drops its workers to this dedicated unprivileged user.
 SANDBOX_USER=${PLATFORM_FUNCTIONS_SANDBOX_USER:-sp-functions}
 if [ "$(id -u)" = 0 ] && ! id -u "$SANDBOX_USER" >/dev/null 2>&1; then
