@@ -15,9 +15,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# pg_dump and pg_restore for the provisioner's pause and restore.
+# pg_dump and pg_restore for the provisioner's pause and restore; bubblewrap for the edge
+# function sandbox (the runtime runs as the unprivileged `platform` user below, so its
+# workers do too, each in its own user namespace: docker-compose.yml lets that container
+# create them).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client-15 \
+    && apt-get install -y --no-install-recommends postgresql-client-15 bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 
 # The lock first, on its own layer, so a code change does not reinstall every dependency.
@@ -33,5 +36,6 @@ RUN pip install --no-deps -e . \
     && chown platform /app/var
 
 USER platform
-# The gateway's port. No CMD of its own: docker-compose.yml names each process's command.
-EXPOSE 8080
+# The gateway's and the project edge's ports. No CMD of its own: docker-compose.yml names
+# each process's command.
+EXPOSE 8080 8082

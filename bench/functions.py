@@ -1,20 +1,23 @@
-"""Benchmark: edge functions through the gateway, on real processes and real Deno.
+"""Benchmark: edge functions through the project edge, on real processes and real Deno.
 
 Starts the processes invocations need (orgs, projects, billing, functions, the functions
-runtime, the gateway, the relay) on a throwaway database and vhost, signs a user up,
-creates a project, then measures:
+runtime, the gateway, the project edge, the relay) on a throwaway database and vhost, signs
+a user up, creates a project, then measures:
 
 - cold start: deploy (multipart, through the gateway) -> first 200 from the new function,
-  for several fresh functions (each a new worker);
-- warm latency of a hello-world function, one request at a time, through the gateway
-  (`/p/<ref>/functions/v1/hello` with the anon key: JWT check, recording, two proxy hops)
-  and directly to the same Deno worker on its Unix socket, interleaved in the same run, so
-  `added_p99_ms` is what the platform adds;
-- warm throughput through the gateway with several concurrent clients.
+  for several fresh functions (each a new worker: sandbox, egress proxy, Deno);
+- warm latency of a hello-world function, one request at a time, through the project edge
+  (`<edge>/<ref>/functions/v1/hello` with the anon key: JWT check, recording, two proxy
+  hops) and directly to the same Deno worker on its Unix socket, interleaved in the same
+  run, so `added_p99_ms` is what the platform adds;
+- warm throughput through the edge with several concurrent clients.
 
-Run: .venv/bin/python bench/functions.py [--cold 5] [--requests 2000] [--concurrency 8]
-Last line: RESULT cold_start_ms_p50=... cold_start_ms_max=... warm_p50_ms=... warm_p99_ms=...
-           direct_p50_ms=... direct_p99_ms=... added_p99_ms=... warm_rps=...
+`--unsandboxed` runs the same with functions_insecure_no_sandbox (workers straight under
+Deno's permissions, as before the sandbox): run both to see what the sandbox costs.
+
+Run: .venv/bin/python bench/functions.py [--cold 5] [--requests 2000] [--concurrency 8] [--unsandboxed]
+Last line: RESULT sandbox=... cold_start_ms_p50=... cold_start_ms_max=... warm_p50_ms=... warm_p99_ms=...
+           runtime_p50_ms=... runtime_p99_ms=... direct_p50_ms=... direct_p99_ms=... added_p99_ms=... warm_rps=...
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
 from services.shared.runner import Platform  # noqa: E402
 from services.shared.settings import Settings, load_settings  # noqa: E402
 
-PROCESSES = ["orgs", "projects", "billing", "functions", "functions-runtime", "gateway", "relay"]
+PROCESSES = ["orgs", "projects", "billing", "functions", "functions-runtime", "gateway", "edge", "relay"]
 HELLO = "Deno.serve(() => new Response('Hello, world!'))"
 
 
@@ -116,7 +119,7 @@ class Bench:
         r.raise_for_status()
 
     def invoke_url(self, slug: str) -> str:
-        return f"{self.base}/p/{self.ref}/functions/v1/{slug}"
+        return f"{self.s.project_api_url(self.ref)}/functions/v1/{slug}"
 
     # -- cold --------------------------------------------------------------------------------
     def cold_starts(self, n: int) -> list[float]:
@@ -142,7 +145,7 @@ class Bench:
                               timeout=5).json()
         return next(w["socket"] for w in status["workers"] if w["slug"] == slug)
 
-    def warm_latency(self, n: int) -> tuple[list[float], list[float]]:
+    def warm_latency(self, n: int) -> tuple[list[float], list[float], list[float]]:
         slug = "hello"
         self.deploy(slug, HELLO)
         session = requests.Session()
@@ -153,11 +156,18 @@ class Bench:
         # What the runtime sends the worker, so Deno does the same work on both paths.
         direct_headers = {"Authorization": f"Bearer {self.anon}", "X-Request-Id": "bench",
                           "X-Forwarded-Host": "127.0.0.1", "X-Forwarded-Proto": "http", "Content-Length": "0"}
-        via, raw = [], []
+        via, raw, runtime = [], [], []
+        runtime_url = (f"http://{self.s.functions_runtime_host}:{self.s.functions_runtime_port}"
+                       f"/invoke/{self.ref}/{slug}")
         for _ in range(n):
             t = time.perf_counter()
             r = session.post(self.invoke_url(slug), headers=headers, timeout=30)
             via.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+            # The runtime alone (what the edge adds is the difference).
+            t = time.perf_counter()
+            r = session.post(runtime_url, headers=headers, timeout=30)
+            runtime.append((time.perf_counter() - t) * 1000)
             assert r.status_code == 200, r.text
             t = time.perf_counter()
             direct.request("POST", f"/{slug}", headers=direct_headers)
@@ -165,7 +175,7 @@ class Bench:
             resp.read()
             raw.append((time.perf_counter() - t) * 1000)
             assert resp.status == 200
-        return via, raw
+        return via, raw, runtime
 
     def throughput(self, n: int, concurrency: int) -> float:
         headers = {"Authorization": f"Bearer {self.anon}"}
@@ -196,27 +206,34 @@ def main() -> None:
     ap.add_argument("--cold", type=int, default=5)
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--unsandboxed", action="store_true", help="workers without the OS sandbox (insecure baseline)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-functions-"))
+    os.chmod(workdir, 0o711)  # the sandboxed workers' user must traverse to its folders
     suffix = f"fnbench_{os.getpid()}_{secrets.token_hex(3)}"
     port = free_port()
     settings = load_settings().with_overrides(
         db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"))
+        functions_runtime_port=free_port(), state_dir=str(workdir / "state"),
+        edge_port=(edge := free_port()), edge_public_url=f"http://127.0.0.1:{edge}",
+        functions_insecure_no_sandbox=args.unsandboxed)
     bench = Bench(settings, workdir)
     try:
         bench.start()
         bench.setup_project()
         cold = bench.cold_starts(args.cold)
         print(f"cold start (deploy -> first 200), ms: {', '.join(f'{c:.0f}' for c in cold)}", flush=True)
-        via, raw = bench.warm_latency(args.requests)
-        print(f"warm, one at a time, {len(via)} each: through the gateway p50 {statistics.median(via):.2f} ms "
-              f"p99 {pct(via, 99):.2f} ms; Deno directly p50 {statistics.median(raw):.2f} ms p99 {pct(raw, 99):.2f} ms",
+        via, raw, runtime = bench.warm_latency(args.requests)
+        print(f"sandbox: {'NONE (insecure baseline)' if args.unsandboxed else 'bwrap'}", flush=True)
+        print(f"warm, one at a time, {len(via)} each: through the edge p50 {statistics.median(via):.2f} ms "
+              f"p99 {pct(via, 99):.2f} ms; the runtime directly p50 {statistics.median(runtime):.2f} ms "
+              f"p99 {pct(runtime, 99):.2f} ms; Deno directly p50 {statistics.median(raw):.2f} ms p99 {pct(raw, 99):.2f} ms",
               flush=True)
         rps = bench.throughput(args.requests, args.concurrency)
-        print(f"warm throughput through the gateway, {args.concurrency} clients: {rps:.0f} invocations/s", flush=True)
-        print(f"RESULT cold_start_ms_p50={statistics.median(cold):.0f} cold_start_ms_max={max(cold):.0f} "
+        print(f"warm throughput through the edge, {args.concurrency} clients: {rps:.0f} invocations/s", flush=True)
+        print(f"RESULT sandbox={'none' if args.unsandboxed else 'bwrap'} cold_start_ms_p50={statistics.median(cold):.0f} cold_start_ms_max={max(cold):.0f} "
               f"warm_p50_ms={statistics.median(via):.2f} warm_p99_ms={pct(via, 99):.2f} "
+              f"runtime_p50_ms={statistics.median(runtime):.2f} runtime_p99_ms={pct(runtime, 99):.2f} "
               f"direct_p50_ms={statistics.median(raw):.2f} direct_p99_ms={pct(raw, 99):.2f} "
               f"added_p99_ms={pct(via, 99) - pct(raw, 99):.2f} warm_rps={rps:.0f}")
     finally:

@@ -509,7 +509,11 @@ class Gateway:
            tag="projects", response=s.ProjectDetail)
     def get_project_detail(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
         me = self.caller(request, ctx)
-        return json_response(s.ProjectDetail().dump(self.services.projects.get_project(me.id, ref)))
+        project = self.services.projects.get_project(me.id, ref)
+        if project.get("connection"):
+            # Project APIs are served by the project edge, on an origin apart from this one.
+            project["connection"] = {**project["connection"], "api_url": self.settings.project_api_url(project["ref"])}
+        return json_response(s.ProjectDetail().dump(project))
 
     @route("POST", "/platform/projects/<ref>/jwt-secret/rotate",
            summary="Rotate the JWT secret: new anon and service_role keys, the old ones stop verifying",

@@ -240,6 +240,9 @@ class Connection(Schema):
     db_name = fields.String(required=True)
     db_user = fields.String(required=True)
     bucket = fields.String(required=True)
+    api_url = fields.String(required=True, metadata={
+        "description": "The project's API URL on the project edge (supabase-js `url`); edge functions answer at "
+                       "<api_url>/functions/v1/<slug>"})
 
 
 class ProjectDetail(V1ProjectWithDatabaseResponse):

@@ -2,19 +2,19 @@
 
 import services.shared.greenpg  # noqa: F401
 
+import json
 from datetime import timedelta
 from typing import Any
 
 from nameko.rpc import RpcProxy
-from nameko.standalone.rpc import ServiceRpcProxy
-from nameko.web.handlers import HttpRequestHandler, http
+from nameko.web.handlers import http
 from werkzeug.wrappers import Request, Response
 
 from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, make_pool
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
-from .functions_proxy import FunctionsProxy
+from .paths import unsafe_path
 from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
@@ -23,39 +23,6 @@ METHODS = "GET,POST,PUT,PATCH,DELETE"
 
 def _sessions(settings: Settings) -> SqlSessionStore:
     return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours))
-
-
-class FunctionInvocation(HttpRequestHandler):
-    """`/p/<ref>/functions/v1/<slug>…`: proxied to the functions runtime straight from the
-    HTTP server's green thread, without a nameko worker, so long-running functions never
-    hold the workers the Management API needs (max_workers)."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.settings = load_settings()
-        self.proxy = FunctionsProxy(self.settings)
-
-    def stop(self) -> None:
-        self.proxy.close()
-        super().stop()
-
-    def handle_request(self, request: Request) -> Response:
-        request.shallow = False
-        values = request.path_values  # type: ignore[attr-defined]
-        response = self.proxy.forward(request, values["ref"], values["rest"])
-        # The project API counts as project usage (requests, egress) like any project route.
-        return self._usage_meter().observe(request, response, self._project_org)
-
-    def _usage_meter(self) -> UsageMeter:
-        return next(d.app for d in self.container.dependencies if getattr(d, "attr_name", None) == "usage")
-
-    def _project_org(self, ref: str) -> str:
-        # No worker (so no RpcProxy) here; the meter asks once per project and process.
-        with ServiceRpcProxy("projects", {"AMQP_URI": self.settings.amqp_uri}, timeout=10) as projects:
-            return str(projects.project_org(ref))
-
-
-function_invocation = FunctionInvocation.decorator
 
 
 class GatewayService:
@@ -71,6 +38,10 @@ class GatewayService:
     settings: Any = SettingsProvider()
 
     def _handle(self, request: Request) -> Response:
+        # The raw path, before werkzeug decodes it: dot segments and their encodings never route.
+        why = unsafe_path(request.environ.get("RAW_PATH_INFO") or request.environ.get("REQUEST_URI") or request.path)
+        if why:
+            return Response(json.dumps({"message": why}), status=400, mimetype="application/json")
         response = Gateway(self, self.sessions, self.settings).handle(request)
         # Usage per project (requests, egress) for metering; counted in memory, sent in batches.
         return self.usage.observe(request, response, RemotePort(self.projects).project_org)
@@ -78,10 +49,6 @@ class GatewayService:
     @http(METHODS, "/")
     def root(self, request: Request) -> Response:
         return self._handle(request)
-
-    @function_invocation("GET,POST,PUT,PATCH,DELETE,OPTIONS,HEAD", "/p/<ref>/functions/v1/<path:rest>")
-    def invoke_function(self, request: Request, ref: str, rest: str) -> Response:  # pragma: no cover
-        raise AssertionError("served by FunctionInvocation.handle_request")
 
     @http(METHODS, "/<path:path>")
     def route(self, request: Request, path: str) -> Response:

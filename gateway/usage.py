@@ -7,10 +7,11 @@ process) saves what was counted every `usage_flush_interval_ms` or as soon as
 `usage_batch_max_records` records wait, one batch per save, never a message per request.
 Stopping flushes what is left, so a clean shutdown loses nothing.
 
-Which requests count: paths naming a project (/v1/projects/<ref>..., /platform/projects/<ref>...
-and the project API /p/<ref>/...) whose answer is not 404 (no such project, or not yours);
-on the management routes 401 (not signed in) does not count either. The project's
-organization comes from the projects service once per project and process.
+Which requests count here: paths naming a project (/v1/projects/<ref>...,
+/platform/projects/<ref>...) whose answer is neither 404 (no such project, or not yours) nor
+401 (not signed in). The project APIs are counted by the project edge (gateway/edge/app.py)
+with this same meter: every answer but a 404. The project's organization comes from the
+projects service once per project and process.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 log = logging.getLogger("gateway.usage")
 
-PROJECT_PATH = re.compile(r"^/(v1/projects|platform/projects|p)/([a-z]{20})(?:/|$)")
+PROJECT_PATH = re.compile(r"^/(v1/projects|platform/projects)/([a-z]{20})(?:/|$)")
 Key = tuple[str, str, str, int]  # (org_slug, project_ref, metric, minute)
 
 
@@ -85,9 +86,7 @@ class UsageMeter:
         """Count one answered request; returns the response (wrapped if it is streamed, to
         count the bytes actually sent)."""
         m = PROJECT_PATH.match(request.path)
-        if m is None or response.status_code == 404:
-            return response
-        if response.status_code == 401 and m.group(1) != "p":
+        if m is None or response.status_code in (401, 404):
             return response
         org = self.directory.org_of(m.group(2), lookup)
         if org is None:
@@ -99,7 +98,7 @@ class UsageMeter:
         if response.is_sequence:
             self.add(org, ref, requests=1, egress=sum(len(chunk) for chunk in response.iter_encoded()))
             return response
-        # Streamed (e.g. an edge function's answer): count the bytes as they leave. Never
+        # Streamed (e.g. a file download): count the bytes as they leave. Never
         # calculate_content_length() here: it would read the whole stream into memory.
         self.add(org, ref, requests=1, egress=0)
         response.response = self._counting(response.response, org, ref)

@@ -78,6 +78,31 @@ elif ! grep -qF "$HBA_MARK" "$HBA_FILE" 2>/dev/null; then
   say "pg_hba.conf: tenant logins use scram-sha-256 on their own database only ($HBA_FILE)"
 fi
 
+# --- the platform's own role: SCRAM, whatever the machine's loopback default is ---
+# The platform's processes log in as a dedicated role (PLATFORM_DB_USER, default
+# supaplatform) with a generated password (services/shared/credentials.py, run below). This
+# rule, first in pg_hba.conf, makes that role prove its password even though this machine's
+# loopback default for everyone else stays trust (other checkouts and tools rely on it; an
+# operator removes it on a production machine, docs/deployment.md). Idempotent.
+PLATFORM_ROLE=${PLATFORM_DB_USER:-supaplatform}
+ROLE_MARK="# supaplatform: platform role $PLATFORM_ROLE (scripts/ensure_infra.sh)"
+if [ -n "$HBA_FILE" ] && ! grep -qF "$ROLE_MARK" "$HBA_FILE" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] || [ -w "$HBA_FILE" ]; then SUDO=""; else SUDO="sudo"; fi
+  HBA_NEW=$(mktemp)
+  {
+    echo "$ROLE_MARK"
+    echo "local   all  $PLATFORM_ROLE                 scram-sha-256"
+    echo "host    all  $PLATFORM_ROLE  127.0.0.1/32   scram-sha-256"
+    echo "host    all  $PLATFORM_ROLE  ::1/128        scram-sha-256"
+    echo "# supaplatform: end of platform role $PLATFORM_ROLE"
+    $SUDO cat "$HBA_FILE"
+  } > "$HBA_NEW"
+  $SUDO sh -c "cat '$HBA_NEW' > '$HBA_FILE'"
+  rm -f "$HBA_NEW"
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc 'select pg_reload_conf()' >/dev/null
+  say "pg_hba.conf: role $PLATFORM_ROLE uses scram-sha-256 ($HBA_FILE)"
+fi
+
 # Every platform process keeps a few connections, and each tenant is a database with its
 # own logins: the stock limit of 100 is too small. Raising it needs a restart, done once.
 MAXCONN_WANTED=${PLATFORM_PG_MAX_CONNECTIONS:-500}
@@ -112,4 +137,34 @@ say "RabbitMQ up on $AMQP_HOST:$AMQP_PORT (management on $MGMT_PORT)"
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
   say "chromium installed for the browser tests"
+fi
+
+# --- edge function sandbox: bubblewrap ----------------------------------------
+# Every Deno worker runs in its own user, pid, ipc, uts, network and mount namespaces
+# (services/functions/runtime/sandbox.py). bubblewrap builds them, unprivileged.
+if ! command -v bwrap >/dev/null 2>&1; then
+  apt_install bubblewrap
+  say "bubblewrap installed for the edge function sandbox"
+fi
+# iproute2: the sandbox tests build a public-style network (a veth pair) to fetch from.
+if ! command -v ip >/dev/null 2>&1; then
+  apt_install iproute2
+fi
+# A runtime started as root drops its workers to this dedicated unprivileged user.
+SANDBOX_USER=${PLATFORM_FUNCTIONS_SANDBOX_USER:-sp-functions}
+if [ "$(id -u)" = 0 ] && ! id -u "$SANDBOX_USER" >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$SANDBOX_USER"
+  say "created system user $SANDBOX_USER (edge function workers)"
+fi
+if ! bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
+     --symlink usr/bin /bin /bin/true 2>/dev/null; then
+  say "WARNING: this kernel refuses the namespaces bubblewrap needs; the functions runtime will refuse to start"
+  say "         (see docs/functions.md: user namespaces must be allowed, or set PLATFORM_FUNCTIONS_INSECURE_NO_SANDBOX)"
+fi
+
+# --- the platform's credentials -----------------------------------------------
+# A dedicated PostgreSQL role and RabbitMQ user with generated passwords, created once with
+# the machine's admin access and kept in one 0600 file per OS user (docs/deployment.md).
+if [ -x .venv/bin/python ]; then
+  .venv/bin/python -m services.shared.credentials
 fi

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from services.shared.credentials import ensure as ensure_credentials
 from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
@@ -29,9 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_credentials_ready = False
+
+
 def make_test_settings(tag: str) -> Settings:
+    global _credentials_ready
+    if not _credentials_ready:
+        # The platform's own role and broker user (created on this machine's first run, shared
+        # with every checkout): the suite logs in as they do, never as postgres or guest.
+        ensure_credentials(load_settings({}), environ={})
+        _credentials_ready = True
     suffix = f"{tag}_{os.getpid()}_{secrets.token_hex(3)}"
     gateway_port = free_port()
+    edge_port = free_port()
     return load_settings({}).with_overrides(
         db_name=f"sp_test_{suffix}",
         amqp_vhost=f"sp_test_{suffix}",
@@ -46,7 +57,13 @@ def make_test_settings(tag: str) -> Settings:
         # Edge functions: the runtime on its own free port; SUPABASE_URL must point at this
         # gateway; a short wall clock so the limit tests do not wait 150 s.
         functions_runtime_port=free_port(),
+        # The project edge (project APIs) on its own port: another origin than the gateway.
+        edge_port=edge_port,
+        edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
+        # CPU time far below the wall clock: on a loaded 2-core machine a busy loop may get a
+        # sixth of a core, and must still meet the CPU limit first.
+        functions_cpu_time_ms=500,
         # The Stripe webhook route verifies signatures with this (tests sign with it too).
         stripe_webhook_secret="whsec_platform_tests",
     )
@@ -101,6 +118,12 @@ def rpc(settings: Settings, platform: Platform) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def gateway_url(settings: Settings, platform: Platform) -> str:
     return f"http://{settings.gateway_host}:{settings.gateway_port}"
+
+
+@pytest.fixture(scope="session")
+def edge_url(settings: Settings, platform: Platform) -> str:
+    """Where project APIs are served (a project's API URL is <edge_url>/<ref>)."""
+    return settings.edge_public_url
 
 
 @pytest.fixture

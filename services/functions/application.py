@@ -23,7 +23,7 @@ from services.shared.crypto import SecretBox
 from services.shared.errors import Conflict, InvalidInput, NotFound, PlatformError, rules_as
 
 from . import bundles as B
-from .domain import Function, InvocationBatch, ProjectFunctions, ProjectSecrets, RuleViolation
+from .domain import Function, InvocationBatch, ProjectFunctions, ProjectSecrets, RuleViolation, reserved_secret_name
 from .storage import LEVELS, BundleStore, LogStore, TenantStore
 
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,255}$")
@@ -289,8 +289,9 @@ class FunctionsApplication(Application):
             name, value = (item or {}).get("name"), (item or {}).get("value")
             if not isinstance(name, str) or not SECRET_NAME.match(name):
                 raise InvalidInput(f"{i}.name: letters, digits and _, not starting with a digit (at most 256)")
-            if name.upper().startswith("SUPABASE_"):
-                raise InvalidInput(f"{i}.name: names starting with SUPABASE_ are reserved")
+            reserved = reserved_secret_name(name)
+            if reserved:
+                raise InvalidInput(f"{i}.name: {reserved}")
             if not isinstance(value, str) or len(value) > MAX_SECRET_VALUE:
                 raise InvalidInput(f"{i}.value: a string of at most {MAX_SECRET_VALUE} characters")
             clean[name] = value
@@ -329,8 +330,10 @@ class FunctionsApplication(Application):
                 "verify_jwt": fn.verify_jwt, **info}
 
     def secrets_env(self, ref: str) -> dict[str, str]:
-        """The project's secrets in clear, for a worker's environment (never leaves the runtime)."""
-        return {n: self.box.decrypt(s["value_enc"], f"{ref}:{n}") for n, s in self._secrets(ref).secrets.items()}
+        """The project's secrets in clear, for a worker's environment (never leaves the runtime).
+        A secret stored before its name was reserved is left out: it must not steer the runtime."""
+        return {n: self.box.decrypt(s["value_enc"], f"{ref}:{n}") for n, s in self._secrets(ref).secrets.items()
+                if reserved_secret_name(n) is None}
 
     def bundle(self, sha256: str) -> bytes:
         data = self.bundles.get(sha256)

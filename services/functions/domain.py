@@ -21,6 +21,28 @@ class RuleViolation(Exception):
     pass
 
 
+# Secret names a worker's loader, Deno, Node, npm or the shell would read as configuration
+# (or the platform sets itself): a secret so named could steer the runtime (LD_PRELOAD,
+# DENO_DIR, HTTPS_PROXY, PATH...), so none is accepted, whatever its case.
+RESERVED_SECRET_PREFIXES = ("LD_", "DENO_", "NODE_", "NPM_CONFIG_", "SUPABASE_", "MALLOC_", "RUST_")
+RESERVED_SECRET_NAMES = ("PATH", "HOME", "GLIBC_TUNABLES")
+RESERVED_SECRET_SUFFIXES = ("_PROXY",)
+
+
+def reserved_secret_name(name: str) -> str | None:
+    """Why a secret may not have this name (the rule it breaks), or None if it may."""
+    upper = name.upper()
+    for prefix in RESERVED_SECRET_PREFIXES:
+        if upper.startswith(prefix):
+            return f"names starting with {prefix} are reserved (they configure the runtime)"
+    if upper in RESERVED_SECRET_NAMES:
+        return f"{upper} is reserved (it configures the runtime)"
+    for suffix in RESERVED_SECRET_SUFFIXES:
+        if upper.endswith(suffix):
+            return f"names ending in {suffix} are reserved (they configure the runtime's network)"
+    return None
+
+
 class Function(Aggregate):
     """One slug in one project. Every deploy appends a version; exactly one version (or none,
     before the first activation) is active and answers invocations."""

@@ -39,9 +39,12 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
     nameko = [sys.executable, "-m", "nameko", "run", "--config", str(NAMEKO_CONFIG)]
     specs = [ProcessSpec(s, [*nameko, f"services.{s}.service"], rpc_queue=f"rpc-{s}") for s in SERVICES]
     specs.append(ProcessSpec("gateway", [*nameko, "gateway.service"], http_port=settings.gateway_port))
-    # Runs edge functions in Deno workers; the gateway proxies invocations to it.
+    # Runs edge functions in sandboxed Deno workers; the project edge forwards invocations to it.
     specs.append(ProcessSpec("functions-runtime", [sys.executable, "-m", "services.functions.runtime"],
                              http_port=settings.functions_runtime_port, http_host=settings.functions_runtime_host))
+    # The project edge: every project's API URL, an origin apart from the dashboard's.
+    specs.append(ProcessSpec("edge", [sys.executable, "-m", "gateway.edge"], http_port=settings.edge_port,
+                             http_host=settings.edge_host))
     # Folds usage messages (gateway batches, function invocations) into metering's aggregates;
     # ready once it consumes its queue, so the relay never publishes usage before it is bound.
     specs.append(ProcessSpec("metering-usage", [sys.executable, "-m", "services.metering.consumer"],
@@ -138,7 +141,12 @@ class Platform:
 
 
 def main() -> None:
-    settings = load_settings()
+    from .credentials import CredentialsError, ensure
+
+    try:
+        settings = ensure(load_settings())  # first start: create the platform's role and broker user
+    except CredentialsError as exc:
+        raise SystemExit(f"platform-run: {exc}")
     platform = Platform(settings)
     stopping = False
 

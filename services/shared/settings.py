@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 SERVICES: tuple[str, ...] = (
     "orgs",
@@ -23,19 +23,25 @@ SERVICES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting is read from the environment variable PLATFORM_<NAME IN CAPITALS>."""
+    """Every setting is read from the environment variable PLATFORM_<NAME IN CAPITALS>.
+    Secret settings are left out of repr(), so a traceback or log line never shows them."""
 
     db_host: str = field(default="127.0.0.1", metadata={"doc": "PostgreSQL host (platform database and tenants)"})
     db_port: int = field(default=5432, metadata={"doc": "PostgreSQL port"})
-    db_user: str = field(default="postgres", metadata={"doc": "PostgreSQL user"})
-    db_password: str = field(default="", metadata={"doc": "PostgreSQL password (empty: trust auth)", "secret": True})
+    db_user: str = field(default="supaplatform", metadata={"doc": "PostgreSQL role of the platform's processes (created with a generated password on first start, see credentials_file)"})
+    db_password: str = field(repr=False, default="", metadata={"doc": "PostgreSQL password; unset: the one in credentials_file", "secret": True})
     db_name: str = field(default="supaplatform", metadata={"doc": "Platform database; each service owns one schema in it"})
     amqp_host: str = field(default="127.0.0.1", metadata={"doc": "RabbitMQ host"})
     amqp_port: int = field(default=5672, metadata={"doc": "RabbitMQ AMQP port"})
-    amqp_user: str = field(default="guest", metadata={"doc": "RabbitMQ user"})
-    amqp_password: str = field(default="guest", metadata={"doc": "RabbitMQ password", "secret": True})
+    amqp_user: str = field(default="supaplatform", metadata={"doc": "RabbitMQ user of the platform's processes (created with a generated password on first start, see credentials_file)"})
+    amqp_password: str = field(repr=False, default="", metadata={"doc": "RabbitMQ password; unset: the one in credentials_file", "secret": True})
     amqp_vhost: str = field(default="/", metadata={"doc": "RabbitMQ virtual host"})
     rabbitmq_management_url: str = field(default="http://127.0.0.1:15672", metadata={"doc": "RabbitMQ management API (status, replay, tests)"})
+    credentials_file: str = field(default="", metadata={"doc": "Where the generated PostgreSQL and RabbitMQ passwords of the platform are kept (0600), one file per OS user shared by every checkout; empty: $XDG_STATE_HOME/supaplatform/credentials.json (~/.local/state/...)"})
+    db_admin_user: str = field(default="postgres", metadata={"doc": "PostgreSQL superuser used once, to create the platform's role when credentials_file has none that works"})
+    db_admin_password: str = field(repr=False, default="", metadata={"doc": "Its password (empty: the machine's local trust or peer authentication)", "secret": True})
+    rabbitmq_admin_user: str = field(default="guest", metadata={"doc": "RabbitMQ administrator used once, to create the platform's user when credentials_file has none that works"})
+    rabbitmq_admin_password: str = field(repr=False, default="guest", metadata={"doc": "Its password", "secret": True})
     gateway_host: str = field(default="127.0.0.1", metadata={"doc": "Address the gateway listens on"})
     gateway_port: int = field(default=8080, metadata={"doc": "Port the gateway listens on"})
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"doc": "Base URL users reach the gateway at (links in emails)"})
@@ -47,16 +53,16 @@ class Settings:
     smtp_host: str = field(default="127.0.0.1", metadata={"doc": "SMTP server (mail_backend=smtp)"})
     smtp_port: int = field(default=25, metadata={"doc": "SMTP port"})
     smtp_user: str = field(default="", metadata={"doc": "SMTP user (empty: no login)"})
-    smtp_password: str = field(default="", metadata={"doc": "SMTP password", "secret": True})
+    smtp_password: str = field(repr=False, default="", metadata={"doc": "SMTP password", "secret": True})
     smtp_starttls: bool = field(default=False, metadata={"doc": "Use STARTTLS with the SMTP server"})
     password_hash_time_cost: int = field(default=3, metadata={"doc": "argon2id iterations for password hashes"})
     password_hash_memory_kib: int = field(default=65536, metadata={"doc": "argon2id memory per password hash (KiB)"})
-    secret_key: str = field(default="", metadata={"doc": "Master key (urlsafe base64, 32 bytes) that encrypts secrets at rest; empty: generated once into <state_dir>/master.key", "secret": True})
+    secret_key: str = field(repr=False, default="", metadata={"doc": "Master key (urlsafe base64, 32 bytes) that encrypts secrets at rest; empty: generated once into <state_dir>/master.key", "secret": True})
     storage_backend: str = field(default="local", metadata={"doc": "Where tenant buckets live: local (files under <state_dir>/storage) or s3"})
     s3_endpoint_url: str = field(default="", metadata={"doc": "S3 API endpoint (storage_backend=s3); empty: AWS's default"})
     s3_region: str = field(default="us-east-1", metadata={"doc": "S3 region"})
     s3_access_key: str = field(default="", metadata={"doc": "S3 access key id"})
-    s3_secret_key: str = field(default="", metadata={"doc": "S3 secret access key", "secret": True})
+    s3_secret_key: str = field(repr=False, default="", metadata={"doc": "S3 secret access key", "secret": True})
     tenant_db_host: str = field(default="127.0.0.1", metadata={"doc": "Host tenants connect to for their databases (local driver)"})
     tenant_db_port: int = field(default=5432, metadata={"doc": "Port tenants connect to for their databases"})
     provisioner_driver: str = field(default="local", metadata={"doc": "Tenant infrastructure driver: local (this machine) or kubernetes"})
@@ -73,15 +79,34 @@ class Settings:
     functions_idle_s: int = field(default=60, metadata={"doc": "A warm edge function worker idle this long (seconds) is stopped"})
     functions_max_workers: int = field(default=200, metadata={"doc": "Warm edge function workers one runtime keeps at most (least recently used stop first)"})
     functions_credentials_ttl_s: int = field(default=5, metadata={"doc": "How long the runtime caches a project's JWT secret and keys (bound on honouring a rotation)"})
+    functions_cpu_time_ms: int = field(default=2000, metadata={"doc": "CPU time one edge function invocation may use (ms); above it the worker is killed and the caller gets 546 WORKER_LIMIT"})
+    functions_max_workers_per_project: int = field(default=10, metadata={"doc": "Warm edge function workers one project may hold at once (so one tenant cannot evict every other from functions_max_workers)"})
+    functions_max_request_mb: int = field(default=20, metadata={"doc": "Largest request body an edge function accepts (MB); larger: 413"})
+    functions_sandbox_user: str = field(default="sp-functions", metadata={"doc": "Unprivileged system user edge function workers run as when the runtime runs as root (scripts/ensure_infra.sh creates it)"})
+    functions_egress_deny: str = field(default="", metadata={"doc": "More networks (comma-separated CIDRs) edge functions may not reach, on top of loopback, private, link-local, CGNAT, multicast and this machine's own addresses"})
+    functions_insecure_no_sandbox: bool = field(default=False, metadata={"doc": "INSECURE, development only: run edge function workers without the operating-system sandbox when the kernel refuses namespaces (tenant code can then reach everything the runtime reaches)"})
+    edge_host: str = field(default="127.0.0.1", metadata={"doc": "Address the project edge (project APIs: /<ref>/functions/v1/...) listens on"})
+    edge_port: int = field(default=8082, metadata={"doc": "Port of the project edge, a different origin from the dashboard and Management API"})
+    edge_public_url: str = field(default="http://127.0.0.1:8082", metadata={"doc": "Base URL clients reach the project edge at; a project's API URL is <this>/<ref> (or see edge_domain)"})
+    edge_domain: str = field(default="", metadata={"doc": "Optional domain for host routing: <ref>.<domain> on the edge serves that project's APIs, and project URLs use it"})
     payments_provider: str = field(default="local", metadata={"doc": "Where finalized invoices go: local (JSON files under <state_dir>/invoices, nothing collected) or stripe"})
     stripe_api_base: str = field(default="", metadata={"doc": "Stripe API base URL (empty: the SDK's default; a Stripe-compatible server in tests)"})
-    stripe_secret_key: str = field(default="", metadata={"doc": "Stripe secret API key (payments_provider=stripe)", "secret": True})
-    stripe_webhook_secret: str = field(default="", metadata={"doc": "Signing secret of the Stripe webhook endpoint /platform/billing/stripe/webhook (empty: webhooks refused)", "secret": True})
+    stripe_secret_key: str = field(repr=False, default="", metadata={"doc": "Stripe secret API key (payments_provider=stripe)", "secret": True})
+    stripe_webhook_secret: str = field(repr=False, default="", metadata={"doc": "Signing secret of the Stripe webhook endpoint /platform/billing/stripe/webhook (empty: webhooks refused)", "secret": True})
     usage_flush_interval_ms: int = field(default=1000, metadata={"doc": "How often the gateway hands the usage it counted (requests, egress per project) to metering, as one batch"})
     usage_batch_max_records: int = field(default=5000, metadata={"doc": "Usage records in one gateway batch at most; a full batch goes at once"})
     metering_sample_interval_s: int = field(default=300, metadata={"doc": "How often metering samples each active project's database and storage size"})
     metering_alert_interval_s: int = field(default=30, metadata={"doc": "How often metering compares changed usage with plan quotas and project budgets"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
+
+    def project_api_url(self, ref: str) -> str:
+        """The project's API URL on the project edge (what supabase-js is given as `url`)."""
+        base = self.edge_public_url.rstrip("/")
+        if not self.edge_domain:
+            return f"{base}/{ref}"
+        parts = urlsplit(base)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme or 'https'}://{ref}.{self.edge_domain}{port}"
 
     @property
     def db_conninfo(self) -> str:
@@ -144,7 +169,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
                 values[f.name] = _coerce(f.type, raw)
             except ValueError:
                 raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {f.type}") from None
-    return Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)  # type: ignore[arg-type]
+    # Passwords not given: the generated ones (services/shared/credentials.py), when the
+    # credentials file has them for these users.
+    missing = [n for n in ("db_password", "amqp_password") if env_name(n) not in env]
+    if missing:
+        from .credentials import stored_passwords
+
+        found = stored_passwords(settings)
+        settings = replace(settings, **{n: found[n] for n in missing if found.get(n)})
+    return settings
 
 
 def settings_env(s: Settings) -> dict[str, str]:

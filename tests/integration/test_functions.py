@@ -1,6 +1,7 @@
 """Edge functions end to end, against the real processes and real Deno: deploy through the
-multipart Management API, invoke through the project's API URL with JWT verification,
-secrets, redeploy and rollback, logs, usage events on the broker, limits, delete."""
+multipart Management API, invoke through the project's API URL on the project edge with JWT
+verification, secrets, redeploy and rollback, logs, usage events on the broker, limits,
+delete. (What a function cannot reach: tests/integration/test_functions_sandbox.py.)"""
 
 from __future__ import annotations
 
@@ -55,22 +56,23 @@ def deploy(http: Any, token: str, ref: str, slug: str, source: str, **meta: Any)
     return http.post(f"/v1/projects/{ref}/functions/deploy?slug={slug}", token=token, files=files)
 
 
-def invoke(gateway_url: str, ref: str, slug: str, key: str | None = None, **kw: Any) -> requests.Response:
+def invoke(edge_url: str, ref: str, slug: str, key: str | None = None, **kw: Any) -> requests.Response:
+    """POST <project URL>/functions/v1/<slug>, the project URL being <edge>/<ref>."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     headers.update(kw.pop("headers", {}))
     kw.setdefault("timeout", 60)
-    return requests.post(f"{gateway_url}/p/{ref}/functions/v1/{slug}", headers=headers, **kw)
+    method = kw.pop("method", "POST")
+    return requests.request(method, f"{edge_url}/{ref}/functions/v1/{slug}", headers=headers, **kw)
 
 
-@pytest.fixture
-def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
-    """A queue bound to functions.events/function_invoked: what metering receives."""
+def bound_queue(settings: Settings, producer: str, event: str) -> Iterator[Any]:
+    """A queue bound to <producer>.events/<event>: what metering receives."""
     conn = broker.connect(settings)
     ch = conn.channel()
-    broker.declare_exchange(ch, "functions")
-    queue = f"test.function_invoked.{uuid.uuid4().hex[:8]}"
+    broker.declare_exchange(ch, producer)
+    queue = f"test.{event}.{uuid.uuid4().hex[:8]}"
     ch.queue_declare(queue, auto_delete=True)
-    ch.queue_bind(queue, broker.exchange_name("functions"), "function_invoked")
+    ch.queue_bind(queue, broker.exchange_name(producer), event)
 
     def drain() -> list[dict[str, Any]]:
         out = []
@@ -82,8 +84,19 @@ def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
     conn.close()
 
 
-def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str, projects: dict[str, Any],
-                                                     invoked_events: Any) -> None:
+@pytest.fixture
+def invoked_events(settings: Settings, platform: Any) -> Iterator[Any]:
+    yield from bound_queue(settings, "functions", "function_invoked")
+
+
+@pytest.fixture
+def usage_batches(settings: Settings, platform: Any) -> Iterator[Any]:
+    """The usage batches the gateway and the project edge send (api_usage_recorded)."""
+    yield from bound_queue(settings, "gateway", "api_usage_recorded")
+
+
+def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, projects: dict[str, Any],
+                                                     invoked_events: Any, usage_batches: Any) -> None:
     tok, a, b = projects["token"], projects["a"], projects["b"]
     ref = a["ref"]
 
@@ -97,18 +110,18 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     assert [f["slug"] for f in http.get(f"/v1/projects/{ref}/functions", token=tok).json()] == ["hello"]
 
     # Invoke through the project's API URL with the anon key: 200 and the function's output.
-    r = invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Ada"})
+    r = invoke(edge_url, ref, "hello", a["anon"], json={"name": "Ada"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"message": "hello Ada", "url": f"{gateway_url}/p/{ref}"}
+    assert r.json() == {"message": "hello Ada", "url": f"{edge_url}/{ref}"}
     request_id = r.headers["X-Request-Id"]
 
     # Without a key, with a malformed one, with another project's key: 401, and the function does not run.
     for key in (None, "not-a-jwt", b["anon"]):
-        r = invoke(gateway_url, ref, "hello", key, json={"name": "Mallory"})
+        r = invoke(edge_url, ref, "hello", key, json={"name": "Mallory"})
         assert r.status_code == 401, (key, r.text)
         assert "Mallory" not in r.text
     # A function that does not exist (in this project) is a 404, whatever the key.
-    assert invoke(gateway_url, b["ref"], "hello", b["anon"]).status_code == 404
+    assert invoke(edge_url, b["ref"], "hello", b["anon"]).status_code == 404
 
     # Secrets: set one; the listing shows its digest, never the value; the function reads it.
     r = http.post(f"/v1/projects/{ref}/secrets", token=tok, json=[{"name": "GREETING", "value": "bonjour"}])
@@ -117,7 +130,7 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     assert [s["name"] for s in listed] == ["GREETING"]
     assert listed[0]["value"] == hashlib.sha256(b"bonjour").hexdigest()
     assert "bonjour" not in json.dumps(listed)
-    r = invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Ada"})
+    r = invoke(edge_url, ref, "hello", a["anon"], json={"name": "Ada"})
     assert r.json()["message"] == "bonjour Ada"
     bad = http.post(f"/v1/projects/{ref}/secrets", token=tok, json=[{"name": "SUPABASE_URL", "value": "x"}])
     assert bad.status_code == 400 and "reserved" in bad.json()["message"]
@@ -125,13 +138,13 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     # Redeploy: the version goes up and the new code answers.
     r = deploy(http, tok, ref, "hello", "Deno.serve(() => new Response('v2 here'))")
     assert r.status_code == 201 and r.json()["version"] == 2
-    assert invoke(gateway_url, ref, "hello", a["anon"]).text == "v2 here"
+    assert invoke(edge_url, ref, "hello", a["anon"]).text == "v2 here"
     assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).json()["version"] == 2
 
     # Roll back (platform route): version 1's code answers again.
     r = http.post(f"/platform/projects/{ref}/functions/hello/rollback", token=tok, json={})
     assert r.status_code == 200 and r.json()["version"] == 1, r.text
-    assert invoke(gateway_url, ref, "hello", a["anon"], json={"name": "Bo"}).json()["message"] == "bonjour Bo"
+    assert invoke(edge_url, ref, "hello", a["anon"], json={"name": "Bo"}).json()["message"] == "bonjour Bo"
     versions = http.get(f"/platform/projects/{ref}/functions/hello/versions", token=tok).json()
     assert [(v["version"], v["active"]) for v in versions] == [(2, False), (1, True)]
 
@@ -155,6 +168,19 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     assert events[0]["org_id"] == projects["org"] and events[0]["project_ref"] == ref
     assert events[0]["payload"]["slug"] == "hello" and events[0]["payload"]["status"] == 200
 
+    # The project edge counted the invocations as the project's API usage (requests and the
+    # bytes it sent), into the same usage batches as the Management API's.
+    seen: dict[str, int] = {"api_requests": 0, "egress_bytes": 0}
+
+    def counted() -> bool:
+        for batch in usage_batches():
+            for rec in batch["payload"]["records"]:
+                if rec["project_ref"] == ref and rec["org_id"] == projects["org"] and rec["metric"] in seen:
+                    seen[rec["metric"]] += rec["quantity"]
+        return seen["api_requests"] >= 7 and seen["egress_bytes"] > 0  # 4 answers of 200, 3 of 401
+
+    wait_for("the edge's usage of the project", counted)
+
     # The body route gives the sources back.
     body = http.get(f"/v1/projects/{ref}/functions/hello/body", token=tok).json()
     assert {f["name"] for f in body["files"]} == {"supabase/functions/hello/index.ts", "supabase/functions/hello/deno.json"}
@@ -162,49 +188,56 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, gateway_url: str,
     # Delete: 404 after, through the API and through the API URL.
     assert http.request("DELETE", f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 200
     assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 404
-    assert invoke(gateway_url, ref, "hello", a["anon"]).status_code == 404
+    assert invoke(edge_url, ref, "hello", a["anon"]).status_code == 404
     assert http.get(f"/v1/projects/{ref}/functions", token=tok).json() == []
 
 
-def test_verify_jwt_off_and_json_create(http: Any, gateway_url: str, projects: dict[str, Any]) -> None:
+def test_verify_jwt_off_and_json_create(http: Any, edge_url: str, projects: dict[str, Any]) -> None:
     tok, ref = projects["token"], projects["a"]["ref"]
     r = http.post(f"/v1/projects/{ref}/functions", token=tok,
                   json={"slug": "open", "name": "Open", "body": "Deno.serve(() => new Response('open'))",
                         "verify_jwt": False})
     assert r.status_code == 201, r.text
-    assert invoke(gateway_url, ref, "open").text == "open"
+    assert invoke(edge_url, ref, "open").text == "open"
     # PATCH turns verification on: now a key is needed.
     r = http.request("PATCH", f"/v1/projects/{ref}/functions/open", token=tok, json={"verify_jwt": True})
     assert r.status_code == 200 and r.json()["verify_jwt"] is True
-    assert invoke(gateway_url, ref, "open").status_code == 401
-    assert invoke(gateway_url, ref, "open", projects["a"]["anon"]).text == "open"
+    assert invoke(edge_url, ref, "open").status_code == 401
+    assert invoke(edge_url, ref, "open", projects["a"]["anon"]).text == "open"
     # A JSON create of an existing slug is refused.
     assert http.post(f"/v1/projects/{ref}/functions", token=tok, json={"slug": "open", "name": "x",
                                                                        "body": "x"}).status_code == 409
 
 
-def test_limits_stop_runaway_functions_and_others_keep_answering(http: Any, gateway_url: str,
+def test_limits_stop_runaway_functions_and_others_keep_answering(http: Any, edge_url: str,
                                                                  projects: dict[str, Any]) -> None:
     tok, ref, anon = projects["token"], projects["a"]["ref"], projects["a"]["anon"]
     loop = "Deno.serve(() => { while (true) {} });"
+    stuck = "Deno.serve(() => new Promise<Response>(() => {}));"
     hog = "const keep: unknown[] = []; Deno.serve(() => { while (true) keep.push(new Array(1e6).fill({x: 1})); });"
     buffers = ("const keep: Uint8Array[] = [];\n"
                "Deno.serve(() => { for (;;) keep.push(new Uint8Array(64 * 1024 * 1024).fill(1)); });")
-    for slug, src in (("loop", loop), ("hog", hog), ("buffers", buffers), ("ok", "Deno.serve(() => new Response('ok'))")):
+    for slug, src in (("loop", loop), ("stuck", stuck), ("hog", hog), ("buffers", buffers),
+                      ("ok", "Deno.serve(() => new Response('ok'))")):
         assert deploy(http, tok, ref, slug, src).status_code == 201
-    assert invoke(gateway_url, ref, "ok", anon).text == "ok"
+    assert invoke(edge_url, ref, "ok", anon).text == "ok"
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
         started = time.monotonic()
-        runaway = {slug: pool.submit(invoke, gateway_url, ref, slug, anon) for slug in ("loop", "hog", "buffers")}
+        runaway = {slug: pool.submit(invoke, edge_url, ref, slug, anon) for slug in ("loop", "stuck", "hog", "buffers")}
         # While they run, another function of the same project answers at once.
         for _ in range(5):
             t = time.monotonic()
-            assert invoke(gateway_url, ref, "ok", anon).text == "ok"
+            assert invoke(edge_url, ref, "ok", anon).text == "ok"
             assert time.monotonic() - t < 2.0
         results = {slug: f.result() for slug, f in runaway.items()}
-    assert results["loop"].status_code == 504, results["loop"].text
-    assert results["loop"].json()["code"] == "WORKER_TIMEOUT"
+    # A busy loop uses up its CPU time (2 s by default) long before the wall clock (8 s here).
+    assert results["loop"].status_code == 546, results["loop"].text
+    assert results["loop"].json() == {"code": "WORKER_LIMIT",
+                                      "message": "The function exceeded its CPU time limit and was stopped"}
+    # A function that never answers (no CPU used) meets the wall clock.
+    assert results["stuck"].status_code == 504, results["stuck"].text
+    assert results["stuck"].json()["code"] == "WORKER_TIMEOUT"
     assert time.monotonic() - started < 30
     assert results["hog"].status_code == 546, results["hog"].text
     assert results["hog"].json()["code"] == "WORKER_LIMIT"
@@ -212,14 +245,14 @@ def test_limits_stop_runaway_functions_and_others_keep_answering(http: Any, gate
     # function sees an allocation error and answers 500), or the memory watchdog does (546).
     assert results["buffers"].status_code in (500, 546), results["buffers"].text
     # The runaway functions were stopped; they start afresh on the next call.
-    assert invoke(gateway_url, ref, "ok", anon).text == "ok"
-    assert invoke(gateway_url, ref, "loop", anon, timeout=60).status_code == 504
+    assert invoke(edge_url, ref, "ok", anon).text == "ok"
+    assert invoke(edge_url, ref, "loop", anon, timeout=60).status_code == 546
 
 
-def test_boot_errors_are_clear(http: Any, gateway_url: str, projects: dict[str, Any]) -> None:
+def test_boot_errors_are_clear(http: Any, edge_url: str, projects: dict[str, Any]) -> None:
     tok, ref, anon = projects["token"], projects["a"]["ref"], projects["a"]["anon"]
     assert deploy(http, tok, ref, "broken", "throw new Error('nope');").status_code == 201
-    r = invoke(gateway_url, ref, "broken", anon)
+    r = invoke(edge_url, ref, "broken", anon)
     assert r.status_code == 503 and r.json()["code"] == "BOOT_ERROR"
     lines = wait_for("the broken function's logs", lambda: http.get(f"/platform/projects/{ref}/functions/broken/logs", token=tok,
                                       params={"level": "error", "kind": "log"}).json())

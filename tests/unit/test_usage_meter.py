@@ -52,8 +52,10 @@ def test_project_scoped_requests_count_requests_and_body_bytes() -> None:
     meter = UsageMeter(sink, clock=lambda: 1_700_000_000)
     meter.observe(request(f"/v1/projects/{REF}"), Response(b"x" * 10), lookup)
     meter.observe(request(f"/platform/projects/{REF}/budgets"), Response(b"y" * 5, status=403), lookup)
-    meter.observe(request(f"/p/{REF}/functions/v1/hello"), Response(b"unauthorised", status=401), lookup)
-    # Not counted: not project-scoped, no such project, 404, 401 on a management route.
+    meter.observe(request(f"/v1/projects/{REF}/api-keys"), Response(b"[1,2,3,4,56]"), lookup)
+    # Not counted: not project-scoped, no such project, 404, 401, the old project API path
+    # (project APIs are served, and counted, by the project edge only).
+    meter.observe(request(f"/p/{REF}/functions/v1/hello"), Response(b"zz"), lookup)
     meter.observe(request("/v1/projects"), Response(b"zz"), lookup)
     meter.observe(request(f"/v1/projects/{OTHER}"), Response(b"zz"), lookup)
     meter.observe(request(f"/v1/projects/{REF}/nope"), Response(b"zz", status=404), lookup)
@@ -65,7 +67,7 @@ def test_project_scoped_requests_count_requests_and_body_bytes() -> None:
 def test_streamed_bodies_are_counted_as_they_are_sent() -> None:
     sink = Sink()
     meter = UsageMeter(sink)
-    response = meter.observe(request(f"/p/{REF}/functions/v1/stream"),
+    response = meter.observe(request(f"/v1/projects/{REF}/functions/stream/body"),
                              Response(iter([b"abc", "déf"]), direct_passthrough=True), lookup)
     body = b"".join(c if isinstance(c, bytes) else c.encode() for c in response.response)
     meter.flush()

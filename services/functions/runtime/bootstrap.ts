@@ -5,11 +5,18 @@
 // listening on a port, then serve it on this worker's Unix socket, where only the runtime
 // connects. console output becomes structured lines (level, request id) on stdout.
 //
+// In the sandbox (sandbox.py) the worker's network namespace has only its own loopback; the
+// bridges below, started before the function's code loads, make the runtime's egress proxy
+// (HTTP_PROXY) and database forwarder (SUPABASE_DB_URL) reachable there as TCP ports,
+// relaying each connection to the runtime's Unix socket for it. They give the function no
+// reach of its own: every byte still passes the runtime's checks (egress.py).
+//
 // Args: <socket path> <entrypoint file URL> <comma-separated names of its env variables>
+//       <bridges: JSON {"egress": [port, socket] | null, "db": [port, socket] | null}>
 
 import { AsyncLocalStorage } from "node:async_hooks";
 
-const [socketPath, entrypoint, envNames = ""] = Deno.args;
+const [socketPath, entrypoint, envNames = "", bridgesJson = "{}"] = Deno.args;
 const RS = "\x1e"; // marks a structured line; anything else on stdout/stderr is raw output
 const encoder = new TextEncoder();
 const requestId = new AsyncLocalStorage<string>();
@@ -57,6 +64,31 @@ Deno.env.toObject = () => {
   }
   return out;
 };
+
+function bridge(port: number, path: string): void {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        let upstream: Deno.UnixConn;
+        try {
+          upstream = await Deno.connect({ transport: "unix", path });
+        } catch {
+          try { conn.close(); } catch { /* already closed */ }
+          return;
+        }
+        await Promise.allSettled([conn.readable.pipeTo(upstream.writable), upstream.readable.pipeTo(conn.writable)]);
+        try { conn.close(); } catch { /* already closed */ }
+        try { upstream.close(); } catch { /* already closed */ }
+      })();
+    }
+  })();
+}
+
+const bridges = JSON.parse(bridgesJson) as Record<string, [number, string] | null>;
+for (const spec of Object.values(bridges)) {
+  if (spec) bridge(spec[0], spec[1]);
+}
 
 type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
 let handler: Handler | null = null;

@@ -22,7 +22,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
 
 import psycopg
 
@@ -42,12 +41,12 @@ CredentialsFetch = Callable[[str], dict[str, str]]  # ref -> {jwt_secret, anon_k
 
 class Resolver:
     def __init__(self, app: FunctionsApplication, fetch_credentials: CredentialsFetch, *, conninfo: str,
-                 code_root: Path, public_url: str, credentials_ttl_s: float):
+                 code_root: Path, project_url: Callable[[str], str], credentials_ttl_s: float):
         self.app = app
         self.fetch_credentials = fetch_credentials
         self.conninfo = conninfo
         self.code_root = code_root
-        self.public_url = public_url.rstrip("/")
+        self.project_url = project_url
         self.credentials_ttl_s = credentials_ttl_s
         self.targets: dict[tuple[str, str], dict[str, Any] | None] = {}
         self.secrets: dict[str, dict[str, str]] = {}
@@ -123,16 +122,20 @@ class Resolver:
         ref = target["ref"]
         creds, secrets, tenant, code = await asyncio.gather(
             self.creds(ref), self.secrets_env(ref), self.tenant(ref), self.code_dir(target["bundle_sha256"]))
+        # Secrets first, then the platform's variables: a secret can never override them
+        # (and names that would steer the runtime are refused, domain.reserved_secret_name).
         env = dict(secrets)
-        env.update({"SUPABASE_URL": f"{self.public_url}/p/{ref}", "SUPABASE_ANON_KEY": creds["anon_key"],
+        env.update({"SUPABASE_URL": self.project_url(ref), "SUPABASE_ANON_KEY": creds["anon_key"],
                     "SUPABASE_SERVICE_ROLE_KEY": creds["service_role_key"]})
+        db = None
         if tenant and tenant.get("db_host") and tenant.get("db_name"):
-            env["SUPABASE_DB_URL"] = (f"postgresql://{quote(tenant['db_user'] or 'postgres', safe='')}:"
-                                      f"{quote(creds['db_pass'], safe='')}@{tenant['db_host']}:"
-                                      f"{tenant['db_port'] or 5432}/{quote(tenant['db_name'], safe='')}")
+            # SUPABASE_DB_URL is made from this by the pool: sandboxed, it points at the
+            # worker's database forwarder, which reaches only this database as this user.
+            db = (str(tenant["db_host"]), int(tenant["db_port"] or 5432), str(tenant["db_name"]),
+                  str(tenant["db_user"] or "postgres"), str(creds["db_pass"]))
         return WorkerSpec(ref=ref, slug=target["slug"], version=target["version"], code_dir=code,
                           entrypoint_path=target["entrypoint_path"], import_map_path=target["import_map_path"],
-                          env=tuple(sorted(env.items())))
+                          env=tuple(sorted(env.items())), db=db)
 
     # -- loading, once per key at a time -------------------------------------------------------
     async def _load(self, key: Any, fetch: Callable[[], Any], remember: Callable[[Any], None]) -> Any:

@@ -32,9 +32,11 @@ from services.shared.settings import Settings, load_settings
 
 from ..application import FunctionsApplication
 from ..bootstrap import build
+from .egress import EgressPolicy
 from .recorder import Journal, Recorder
 from .resolver import Resolver, is_gone
-from .workers import Worker, WorkerFailed, WorkerPool, deno_binary
+from .sandbox import Sandbox, SandboxUnavailable
+from .workers import BOOTSTRAP, Worker, WorkerFailed, WorkerPool, deno_binary
 
 log = logging.getLogger("functions.runtime")
 
@@ -62,16 +64,25 @@ class Runtime:
         # Stable across restarts: the journal's batch ids derive from it.
         self.name = name or f"{socket.gethostname()}:{settings.functions_runtime_port}"
         self.resolver = Resolver(app, fetch_credentials, conninfo=settings.db_conninfo,
-                                 code_root=self.state / "code", public_url=settings.public_url,
+                                 code_root=self.state / "code", project_url=settings.project_api_url,
                                  credentials_ttl_s=settings.functions_credentials_ttl_s)
         journal = Journal(self.state / "journal", self.name)
         self.recorder = Recorder(lambda rs, seq: app.record_invocations(f"{self.name}/{journal.epoch}", rs, seq),
                                  app.logs.append, journal)
-        self.pool = WorkerPool(deno=deno or deno_binary(), socket_dir=self.state / "sock", deno_dir=self.state / "deno",
+        deno = deno or deno_binary()
+        # Raises SandboxUnavailable when the kernel refuses the namespaces (unless the
+        # operator set the explicit insecure flag): the runtime does not start then.
+        self.sandbox = Sandbox.create(deno=deno, bootstrap=BOOTSTRAP, user=settings.functions_sandbox_user,
+                                      insecure=settings.functions_insecure_no_sandbox, state=self.state / "sock")
+        self.pool = WorkerPool(deno=deno, socket_dir=self.state / "sock", deno_dir=self.state / "deno",
                                memory_mb=settings.functions_memory_mb, idle_s=settings.functions_idle_s,
                                max_workers=settings.functions_max_workers, deny_net=deny_list(settings),
-                               sink=self._worker_log)
+                               sink=self._worker_log, sandbox=self.sandbox,
+                               policy=EgressPolicy(settings.functions_egress_deny.split(",")),
+                               cpu_time_ms=settings.functions_cpu_time_ms,
+                               max_per_project=settings.functions_max_workers_per_project)
         self.wall_clock_s = float(settings.functions_wall_clock_s)
+        self.max_body = settings.functions_max_request_mb * 1024 * 1024
         self.invocations = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -89,7 +100,9 @@ class Runtime:
         self.resolver.close()
 
     def web_app(self) -> web.Application:
-        wa = web.Application(client_max_size=20 * 1024 * 1024)
+        wa = web.Application(client_max_size=self.max_body)
+        # Internal endpoints: the runtime listens on loopback only and the project edge
+        # forwards nothing but /invoke/<ref>/<slug>… here.
         wa.router.add_get("/health", self.health)
         wa.router.add_get("/status", self.status)
         wa.router.add_route("*", r"/invoke/{ref:[a-z]{20}}/{slug:[A-Za-z0-9_-]+}{tail:(/.*)?}", self.invoke)
@@ -105,7 +118,8 @@ class Runtime:
         return wa
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"service": "functions-runtime", "status": "ok"})
+        return web.json_response({"service": "functions-runtime", "status": "ok",
+                                  "sandbox": "bwrap" if self.sandbox is not None else "NONE (insecure)"})
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({
@@ -128,6 +142,9 @@ class Runtime:
         request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
         ref, slug, tail = request.match_info["ref"], request.match_info["slug"], request.match_info["tail"]
         self.invocations += 1
+        if request.content_length is not None and request.content_length > self.max_body:
+            return error(413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body} bytes",
+                         request_id)
         try:
             target = await self.resolver.target(ref, slug)
             tenant = await self.resolver.tenant(ref) if target else None
@@ -198,9 +215,25 @@ class Runtime:
                                                    auto_decompress=False)
         response: web.StreamResponse | None = None
         worker.inflight += 1
+        invocation = self.invocations
+        self.pool.cpu_begin(worker, invocation)
+        too_large = False
+        max_body = self.max_body
+
+        async def body_chunks() -> Any:
+            # Streamed to the worker as it arrives, counted: past the limit the upload stops.
+            nonlocal too_large
+            sent = 0
+            async for chunk in request.content.iter_any():
+                sent += len(chunk)
+                if sent > max_body:
+                    too_large = True
+                    raise aiohttp.ClientPayloadError("request body too large")
+                yield chunk
+
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                body = await request.read() if request.can_read_body else None
+                body = body_chunks() if request.can_read_body else None
                 async with worker.session.request(request.method, URL("http://worker" + path, encoded=True),
                                                   headers=headers, data=body, allow_redirects=False) as upstream:
                     response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -218,6 +251,9 @@ class Runtime:
             await response.write_eof()
             return response
         except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+            if too_large and (response is None or not response.prepared):
+                return await self._finish(record, t0, started, request, error(
+                    413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {self.max_body} bytes", request_id))
             failure = await self._diagnose(worker, exc)
             if response is None or not response.prepared:
                 return await self._finish(record, t0, started, request, error(
@@ -229,6 +265,7 @@ class Runtime:
                 request.transport.close()
             return response
         finally:
+            self.pool.cpu_end(worker, invocation)
             worker.inflight -= 1
             worker.last_used = time.monotonic()
 
@@ -282,9 +319,10 @@ def _valid(token: str, secret: str, ref: str) -> bool:
 
 
 def deny_list(settings: Settings) -> list[str]:
-    """The platform's own infrastructure that function code must not reach on this machine:
-    the broker, its management API and this runtime. (The tenant database stays reachable:
-    that is what SUPABASE_DB_URL is for.)"""
+    """Only without the sandbox (functions_insecure_no_sandbox): Deno's own deny list of the
+    broker, its management API and this runtime, by the names written here. Weak (Deno
+    matches host names as written: 127.0.0.2 or the machine's other addresses get through);
+    the sandbox is what actually isolates workers."""
     ports = {settings.amqp_port, settings.functions_runtime_port}
     mgmt = urlsplit(settings.rabbitmq_management_url)
     if mgmt.port:
@@ -344,7 +382,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load_settings()
     app = build(settings)
-    runtime = Runtime(settings, app, ProjectsCredentials(settings))
+    try:
+        runtime = Runtime(settings, app, ProjectsCredentials(settings))
+    except SandboxUnavailable as exc:
+        log.error("refusing to start: %s", exc)
+        app.close()
+        raise SystemExit(f"functions runtime: refusing to start: {exc}")
     web_app = runtime.web_app()
 
     async def serve() -> None:

@@ -13,8 +13,9 @@ import {
 
 const FN_STATUS = { ACTIVE: "ok", THROTTLED: "warn", REMOVED: "plain" };
 
-function invokeUrl(ref, slug) {
-  return `${location.origin}/p/${ref}/functions/v1/${slug}`;
+function invokeUrl(project, slug) {
+  // On the project edge (the project's own origin, never this dashboard's).
+  return project.connection?.api_url ? `${project.connection.api_url}/functions/v1/${slug}` : "(shown once the project is up)";
 }
 
 export async function list({ params }) {
@@ -38,7 +39,7 @@ export async function list({ params }) {
         ]),
       h("section", { class: "card", "aria-labelledby": "inv-h" }, h("h2", { id: "inv-h" }, "Invoking"),
         h("p", {}, "Each function answers at:"),
-        h("p", {}, h("code", {}, invokeUrl(project.ref, "<slug>"))),
+        h("p", {}, h("code", {}, invokeUrl(project, "<slug>"))),
         h("p", { class: "muted small" }, "Send the anon key (or a user's JWT) as Authorization: Bearer … when the function requires a JWT.")),
     ];
   } catch (e) {
@@ -119,7 +120,7 @@ export async function detail({ params }) {
   [level, kind, since].forEach((f) => f.input.addEventListener("change", drawLogs));
   follow.addEventListener("change", drawLogs);
 
-  const url = invokeUrl(project.ref, fn.slug);
+  const url = invokeUrl(project, fn.slug);
   await projectPage(project, {
     title: `${fn.name} · Edge functions`, heading: fn.name, sub: `Edge function ${fn.slug}`,
     actions: [h("a", { class: "button", href: `/project/${project.ref}/functions` }, "All functions")],

@@ -204,8 +204,9 @@ export async function overview({ params, stale }) {
       return;
     }
     const conn = `postgresql://${c.db_user}:[YOUR-PASSWORD]@${c.db_host}:${c.db_port}/${c.db_name}`;
-    // The project's own URL: edge functions answer under it (gateway/functions_proxy.py).
-    const url = c.api_url || `${location.origin}/p/${project.ref}`;
+    // The project's own URL, on the project edge (another origin than this dashboard):
+    // its APIs, edge functions among them, answer under it.
+    const url = c.api_url;
     const copyRow = (label, id, value, copyLabel, help) => h("div", { class: "field wide" },
       h("label", { for: id }, label),
       h("div", { class: "secret" }, h("input", { type: "text", readonly: true, id, value, class: "mono" }), copyButton(value, copyLabel)),

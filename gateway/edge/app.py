@@ -1,0 +1,310 @@
+"""The project edge: a small router of per-API upstreams for every project's API URL.
+
+    {edge_public_url}/<ref>/<api>/<rest>       path routing (always)
+    <ref>.<edge_domain>/<api>/<rest>           host routing (when edge_domain is set)
+
+`<api>` is an upstream's prefix: `functions/v1` (edge functions, functions.py) today; REST,
+Auth, Storage and Realtime mount here the same way (`Edge.mount`). What the edge does for
+every upstream, so none can forget it:
+
+1. refuses unsafe raw paths (dot segments, encoded separators, double encoding: 400,
+   gateway/paths.py) before routing;
+2. strips, on the way in, the platform's credentials: `Cookie` (the dashboard's session
+   cookie is sent to every port of its host), `Authorization`/`apikey` carrying a personal
+   access token (`sbp_…`), `X-CSRF-Token`, proxy and hop-by-hop headers, and any
+   `X-Forwarded-*` the client sent (the edge sets its own);
+3. drops, on the way out, `Set-Cookie` for the platform's cookie names (`sp_…`) and
+   hop-by-hop headers;
+4. counts usage per project (requests and egress bytes of every answer but a 404) into
+   the usage outbox, with gateway/usage.py's meter (the same batches and contract).
+
+Upstream addresses (e.g. the functions runtime) listen on loopback; the edge forwards only
+the routes its upstreams name, never an internal endpoint (a runtime's /status).
+
+Imports aiohttp, the standard library, shared settings and the gateway's usage meter and
+path rules; nameko (for the organization lookup over RPC) only inside a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from services.shared.settings import Settings, load_settings
+
+from ..paths import unsafe_path
+from ..usage import UsageMeter
+
+log = logging.getLogger("gateway.edge")
+
+REF = re.compile(r"^[a-z]{20}$")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
+              "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+# Platform credentials that must never reach tenant code.
+STRIPPED_IN = {"cookie", "x-csrf-token", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+               "x-forwarded-port", "forwarded", "x-real-ip"}
+CREDENTIAL_HEADERS = ("authorization", "apikey")
+PLATFORM_TOKEN = re.compile(r"(^|\s)sbp_", re.I)
+PLATFORM_COOKIE = re.compile(r"^\s*(__Host-|__Secure-)?sp_", re.I)
+
+
+def _json(status: int, message: str, request_id: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status, headers={"X-Request-Id": request_id})
+
+
+@dataclass
+class Upstreamed:
+    """An upstream's answer, before the edge cleans its headers and streams it out."""
+
+    status: int
+    headers: CIMultiDictProxy[str] | CIMultiDict[str]
+    body: AsyncIterator[bytes]
+    reason: str | None = None
+    release: Callable[[], Any] | None = None
+
+
+@dataclass
+class Call:
+    """One request as an upstream sees it: already checked and cleaned by the edge."""
+
+    request: web.Request
+    ref: str
+    rest: str  # raw (still percent-encoded) path after the upstream's prefix, starting with "/" or empty
+    headers: CIMultiDict[str]  # inbound headers without credentials or hop-by-hop ones
+    request_id: str
+
+
+class Upstream(Protocol):
+    prefix: str  # path segment(s) after the ref, e.g. "functions/v1"
+
+    async def open(self, call: Call) -> web.StreamResponse | Upstreamed: ...
+
+    async def close(self) -> None: ...
+
+
+def clean_request_headers(headers: CIMultiDictProxy[str], *, forwarded_host: str, forwarded_proto: str,
+                          peer: str | None) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in headers.items():
+        lk = k.lower()
+        if lk in HOP_BY_HOP or lk in STRIPPED_IN:
+            continue
+        if lk in CREDENTIAL_HEADERS and PLATFORM_TOKEN.search(v):
+            continue  # a personal access token of the platform: never the tenant's business
+        out.add(k, v)
+    out["X-Forwarded-Host"] = forwarded_host
+    out["X-Forwarded-Proto"] = forwarded_proto
+    if peer:
+        out["X-Forwarded-For"] = peer
+    return out
+
+
+def clean_response_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for k, v in headers.items():
+        lk = k.lower()
+        if lk in HOP_BY_HOP:
+            continue
+        if lk == "set-cookie" and PLATFORM_COOKIE.match(v.split("=", 1)[0] + "="):
+            continue  # tenant code may not set (or overwrite) the dashboard's cookies
+        out.add(k, v)
+    return out
+
+
+class Edge:
+    def __init__(self, settings: Settings, meter: UsageMeter | None = None,
+                 org_lookup: Callable[[str], str] | None = None):
+        self.settings = settings
+        self.upstreams: dict[str, Upstream] = {}
+        public = urlsplit(settings.edge_public_url)
+        self.public_host = public.netloc
+        self.public_proto = public.scheme or "http"
+        self.domain = settings.edge_domain.lower().strip(".")
+        self.meter = meter
+        self.org_lookup = org_lookup
+
+    def mount(self, upstream: Upstream) -> None:
+        self.upstreams[upstream.prefix.strip("/")] = upstream
+
+    # -- routing -------------------------------------------------------------------------------
+    def route(self, request: web.Request) -> tuple[str, Upstream, str, str] | None:
+        """(ref, upstream, rest, forwarded host) for this request, or None."""
+        raw = request.raw_path.split("?", 1)[0]
+        host = (request.headers.get("Host") or "").lower()
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if self.domain and hostname.endswith("." + self.domain):
+            ref = hostname[: -len(self.domain) - 1]
+            path, forwarded = raw, host
+        else:
+            _, _, tail = raw.partition("/")
+            ref, slash, after = tail.partition("/")
+            path, forwarded = "/" + after if slash else "", self.public_host or host
+        if not REF.match(ref):
+            return None
+        for prefix, upstream in self.upstreams.items():
+            if path == "/" + prefix or path.startswith("/" + prefix + "/"):
+                return ref, upstream, path[len(prefix) + 1:], forwarded
+        return None
+
+    # -- one request ---------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        why = unsafe_path(request.raw_path)
+        if why:
+            return _json(400, why, request_id)
+        if request.path == "/health" and request.method in ("GET", "HEAD"):
+            return web.json_response({"service": "edge", "status": "ok", "apis": sorted(self.upstreams)})
+        found = self.route(request)
+        if found is None:
+            return _json(404, "no such project API here: use <project URL>/<api>/…, e.g. /<ref>/functions/v1/<slug>",
+                         request_id)
+        ref, upstream, rest, forwarded = found
+        headers = clean_request_headers(request.headers, forwarded_host=forwarded, forwarded_proto=self.public_proto,
+                                        peer=request.remote)
+        headers["X-Request-Id"] = request_id
+        call = Call(request=request, ref=ref, rest=rest, headers=headers, request_id=request_id)
+        try:
+            answer = await upstream.open(call)
+        except Exception:  # noqa: BLE001
+            log.exception("%s upstream failed for %s", upstream.prefix, ref)
+            return _json(502, f"the {upstream.prefix} service is unavailable; try again shortly", request_id)
+        if isinstance(answer, web.StreamResponse):  # a complete answer of the upstream's own (an error)
+            answer.headers["X-Request-Id"] = request_id
+            body = answer.body if isinstance(answer, web.Response) else None
+            await self._count(ref, answer.status, len(body) if isinstance(body, bytes) else 0, request)
+            return answer
+        return await self._stream(request, ref, answer, request_id)
+
+    async def _stream(self, request: web.Request, ref: str, answer: Upstreamed, request_id: str) -> web.StreamResponse:
+        response = web.StreamResponse(status=answer.status, reason=answer.reason)
+        response.headers.extend(clean_response_headers(answer.headers))
+        response.headers["X-Request-Id"] = request_id
+        length = answer.headers.get("Content-Length")
+        if length is not None and length.isdigit():
+            response.content_length = int(length)
+        sent = 0
+        try:
+            await response.prepare(request)
+            if request.method != "HEAD":
+                async for chunk in answer.body:
+                    sent += len(chunk)
+                    await response.write(chunk)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the upstream broke mid-answer: cut it short
+            log.warning("upstream answer for %s broke off: %s", ref, exc)
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            if answer.release is not None:
+                with contextlib.suppress(Exception):
+                    answer.release()
+            await self._count(ref, answer.status, sent, request)
+        return response
+
+    async def _count(self, ref: str, status: int, egress: int, request: web.Request) -> None:
+        """Usage of the project API, as the gateway counts it: every answer but a 404."""
+        if self.meter is None or status == 404:
+            return
+        org = self.meter.directory.orgs.get(ref)
+        if org is None and self.org_lookup is not None:
+            lookup = self.org_lookup
+            org = await asyncio.to_thread(self.meter.directory.org_of, ref, lookup)
+        if org is not None:
+            self.meter.add(org, ref, requests=1, egress=0 if request.method == "HEAD" else egress)
+
+    def web_app(self) -> web.Application:
+        # No body size here: each upstream streams and limits its own.
+        wa = web.Application(client_max_size=1024 ** 3)
+        wa.router.add_route("*", "/{tail:.*}", self.handle)
+
+        async def on_cleanup(_: web.Application) -> None:
+            for upstream in self.upstreams.values():
+                with contextlib.suppress(Exception):
+                    await upstream.close()
+            if self.meter is not None:
+                await asyncio.to_thread(self.meter.close)
+
+        wa.on_cleanup.append(on_cleanup)
+        return wa
+
+
+class ProjectOrgs:
+    """projects.project_org over RPC from this asyncio process: one long-lived standalone
+    proxy in a worker thread, one call at a time (the meter caches the answer per project)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._cm: Any = None
+        self._proxy: Any = None
+
+    def __call__(self, ref: str) -> str:
+        from services.shared.nameko_ext import RemotePort, cluster_rpc
+
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._proxy is None:
+                        self._cm = cluster_rpc(self.settings, timeout=10)
+                        self._proxy = self._cm.__enter__()
+                    return str(RemotePort(self._proxy.projects).project_org(ref))
+                except Exception as exc:  # noqa: BLE001
+                    if type(exc).__name__ == "NotFound" or getattr(exc, "exc_type", None) == "NotFound" or attempt == 2:
+                        raise
+                    self._reset()
+            raise AssertionError("unreachable")
+
+    def _reset(self) -> None:
+        if self._cm is not None:
+            with contextlib.suppress(Exception):
+                self._cm.__exit__(None, None, None)
+        self._cm = self._proxy = None
+
+
+def build_edge(settings: Settings) -> Edge:
+    from ..usage import build_meter
+    from .functions import FunctionsUpstream
+
+    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings))
+    edge.mount(FunctionsUpstream(settings))
+    return edge
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load_settings()
+    edge = build_edge(settings)
+
+    async def serve() -> None:
+        runner = web.AppRunner(edge.web_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.edge_host, settings.edge_port, reuse_address=True, backlog=1024)
+        await site.start()
+        print(json.dumps({"edge": f"http://{settings.edge_host}:{settings.edge_port}",
+                          "apis": sorted(edge.upstreams)}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
