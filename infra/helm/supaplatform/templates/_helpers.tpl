@@ -69,6 +69,17 @@ secretKeyRef:
 - name: PLATFORM_STRIPE_WEBHOOK_SECRET
   valueFrom:
     {{- include "sp.secretRef" (dict "root" . "cred" .Values.credentials.stripe "key" .Values.credentials.stripe.webhookSecretKey "generated" "stripe-webhook-secret" "optional" true) | nindent 4 }}
+{{- with .Values.credentials.dataPlane }}
+- name: PLATFORM_K8S_SUPAVISOR_API_SECRET
+  valueFrom:
+    {{- include "sp.secretRef" (dict "root" $ "cred" . "key" .supavisorKey "generated" "supavisor-api-jwt-secret" "optional" true) | nindent 4 }}
+- name: PLATFORM_K8S_REALTIME_API_SECRET
+  valueFrom:
+    {{- include "sp.secretRef" (dict "root" $ "cred" . "key" .realtimeKey "generated" "realtime-api-jwt-secret" "optional" true) | nindent 4 }}
+- name: PLATFORM_K8S_STORAGE_ADMIN_KEY
+  valueFrom:
+    {{- include "sp.secretRef" (dict "root" $ "cred" . "key" .storageKey "generated" "storage-admin-api-key" "optional" true) | nindent 4 }}
+{{- end }}
 {{- /* nameko's AMQP URI, composed by the kubelet from the variables above ($(VAR) expansion). */}}
 - name: NAMEKO_AMQP_URI
   value: {{ printf "pyamqp://%s:$(PLATFORM_AMQP_PASSWORD)@%s:%d/%s" .Values.rabbitmq.user (include "sp.amqpHost" .) (int .Values.rabbitmq.port) (.Values.rabbitmq.vhost | urlquery) | quote }}
