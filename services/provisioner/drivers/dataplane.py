@@ -74,6 +74,9 @@ class Supavisor(_JwtAuth):
     def delete_tenant(self, ref: str) -> bool:
         return self.call("DELETE", f"/api/tenants/{ref}", ok=(200, 204, 404)).status_code != 404
 
+    def has_tenant(self, ref: str) -> bool:
+        return self.call("GET", f"/api/tenants/{ref}", ok=(200, 404)).status_code == 200
+
 
 class Realtime(_JwtAuth):
     what = "Realtime"
@@ -92,6 +95,9 @@ class Realtime(_JwtAuth):
 
     def delete_tenant(self, ref: str) -> bool:
         return self.call("DELETE", f"/api/tenants/{ref}", ok=(200, 204, 404)).status_code != 404
+
+    def has_tenant(self, ref: str) -> bool:
+        return self.call("GET", f"/api/tenants/{ref}", ok=(200, 404)).status_code == 200
 
 
 class Storage(_Http):
@@ -113,6 +119,9 @@ class Storage(_Http):
 
     def delete_tenant(self, ref: str) -> bool:
         return self.call("DELETE", f"/tenants/{ref}", ok=(200, 204, 404)).status_code != 404
+
+    def has_tenant(self, ref: str) -> bool:
+        return self.call("GET", f"/tenants/{ref}", ok=(200, 404)).status_code == 200
 
 
 class Kong(_Http):

@@ -27,6 +27,11 @@ ROUTES = (("rest", "/rest/v1/", False), ("auth", "/auth/v1/", False), ("realtime
           ("storage", "/storage/v1/", False), ("functions", "/functions/v1/", False))
 KEY_ROLES = ("anon", "service_role")
 MARKER = ".supaplatform"
+UP = {"healthy": True, "status": "ACTIVE_HEALTHY"}
+
+
+def _down(error: str) -> dict[str, Any]:
+    return {"healthy": False, "status": "UNHEALTHY", "error": error}
 
 
 class KubernetesDriver(Driver):
@@ -235,19 +240,21 @@ class KubernetesDriver(Driver):
         return {"healthy": True}
 
     def check_tenant(self, ref: str) -> dict[str, dict[str, Any]]:
+        """By the names of the v1 health route: rest, auth (the tenant's deployments), db (its
+        CNPG Database or Cluster), pooler, realtime, storage (its registrations)."""
         t = self.tenant(ref)
         out: dict[str, dict[str, Any]] = {}
-        for service, app in (("rest", "postgrest"), ("auth", "gotrue"), ("functions", "edge-runtime")):
+        for service, app in (("rest", "postgrest"), ("auth", "gotrue")):
             dep = self.kube.get("Deployment", t.ns, app)
             if dep is None:
-                out[service] = {"healthy": False, "status": "UNHEALTHY", "error": f"{app} is not deployed"}
+                out[service] = _down(f"{app} is not deployed")
                 continue
             want = (dep.get("spec") or {}).get("replicas", 1)
             ready = (dep.get("status") or {}).get("readyReplicas", 0) or 0
             if want == 0:
-                out[service] = {"healthy": False, "status": "INACTIVE", "error": f"{app} is scaled to zero (paused)"}
+                out[service] = _down(f"{app} is scaled to zero (paused)")
             elif ready >= 1:
-                out[service] = {"healthy": True, "status": "ACTIVE_HEALTHY"}
+                out[service] = UP
             else:
                 out[service] = {"healthy": False, "status": "COMING_UP", "error": f"{app}: 0 of {want} ready"}
         if t.dedicated:
@@ -256,8 +263,12 @@ class KubernetesDriver(Driver):
         else:
             db = (self.kube.get("Database", t.shared_ns, f"db-{t.ref}") or {}).get("status") or {}
             ok = db.get("applied") is True
-        out["db"] = {"healthy": True, "status": "ACTIVE_HEALTHY"} if ok else \
-            {"healthy": False, "status": "UNHEALTHY", "error": "the database is not ready"}
+        out["db"] = UP if ok else _down("the database is not ready")
+        for name, client in (("pooler", self.supavisor), ("realtime", self.realtime), ("storage", self.storage)):
+            try:
+                out[name] = UP if client.has_tenant(t.ref) else _down(f"not registered with {client.what}")
+            except DataPlaneError as exc:
+                out[name] = _down(str(exc))
         return out
 
     # ----- pause / restore ------------------------------------------------------------------

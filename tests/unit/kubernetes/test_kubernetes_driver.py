@@ -118,7 +118,7 @@ def test_create_makes_every_object_in_order_each_valid_and_labelled(cluster: Clu
     assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "platform-system"}}}, {"podSelector": {}}]}]
     assert driver.check_tenant(REF) == {s: {"healthy": True, "status": "ACTIVE_HEALTHY"}
-                                        for s in ("rest", "auth", "functions", "db")}
+                                        for s in ("rest", "auth", "db", "pooler", "realtime", "storage")}
 
 
 def test_registrations_bodies_and_kong_routes(cluster: Cluster, tmp_path: Path) -> None:
@@ -249,7 +249,8 @@ def test_pause_scales_to_zero_and_restore_brings_it_back(cluster: Cluster, tmp_p
     ns = f"tenant-{REF}"
     for app in ("postgrest", "gotrue", "edge-runtime"):
         assert cluster.kube.objects[("Deployment", ns, app)]["spec"]["replicas"] == 0
-    assert driver.check_tenant(REF)["rest"]["status"] == "INACTIVE"
+    assert driver.check_tenant(REF)["rest"] == {"healthy": False, "status": "UNHEALTHY",
+                                                "error": "postgrest is scaled to zero (paused)"}
     assert ("Database", "platform-system", f"db-{REF}") in cluster.kube.objects  # data kept
     run_plan(driver, "restore")
     assert tenant_state(cluster, tmp_path) == before
@@ -328,7 +329,7 @@ def test_saga_reaches_active_healthy_and_lifecycle_leaves_the_cluster_as_expecte
     assert {v["status"] for v in driver.check_tenant(REF).values()} == {"ACTIVE_HEALTHY"}
     created = tenant_state(cluster, tmp_path)
     assert _run(app, driver, "pause")["status"] == "succeeded"
-    assert {v["status"] for k, v in driver.check_tenant(REF).items() if k != "db"} == {"INACTIVE"}
+    assert {k for k, v in driver.check_tenant(REF).items() if not v["healthy"]} == {"rest", "auth"}
     assert _run(app, driver, "restore")["status"] == "succeeded"
     assert tenant_state(cluster, tmp_path) == created
     assert _run(app, driver, "delete")["status"] == "succeeded"
@@ -370,3 +371,21 @@ def test_restore_of_a_deleted_project_fails_clearly(cluster: Cluster, tmp_path: 
     with pytest.raises(StepError, match="not deployed") as err:
         driver.run_step("restore", "scale_up", ctx())
     assert err.value.permanent
+
+
+def test_health_speaks_the_v1_health_route_like_the_local_driver(cluster: Cluster, tmp_path: Path) -> None:
+    """The projects service turns check_tenant into GET /v1/projects/{ref}/health whatever the
+    driver: names and statuses must be the Management API's (V1ServiceHealthResponse)."""
+    spec = json.loads((Path(__file__).resolve().parents[4] / "shared" / "reference" /
+                       "supabase-management-api-v1.json").read_text())
+    health = spec["components"]["schemas"]["V1ServiceHealthResponse"]["properties"]
+    driver = make_driver(cluster, tmp_path)
+    for moment in ("before", "created", "paused"):
+        if moment == "created":
+            run_plan(driver, "create")
+        if moment == "paused":
+            run_plan(driver, "pause")
+        for name, check in driver.check_tenant(REF).items():
+            assert name in health["name"]["enum"], name
+            assert check["status"] in health["status"]["enum"], (moment, name, check)
+            assert check["healthy"] is (check["status"] == "ACTIVE_HEALTHY")
