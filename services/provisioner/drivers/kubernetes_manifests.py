@@ -135,20 +135,20 @@ def dedicated_cluster(t: Tenant, storage: str = "10Gi") -> dict[str, Any]:
                                    "limits": {"cpu": "1", "memory": "1Gi"}}}}
 
 
-INIT_ROLES_SQL = """
-DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') THEN
-    EXECUTE format('CREATE ROLE %I LOGIN PASSWORD %L', :'owner', :'password');
-  ELSE
-    EXECUTE format('ALTER ROLE %I LOGIN PASSWORD %L', :'owner', :'password');
-  END IF;
-END $$;
+# psql scripts (psql 15+: \getenv, \gexec). psql interpolates :'var' outside dollar quotes
+# only, so the conditional DDL is built with SELECT format(...) and run with \gexec. The owner's
+# password is read from the environment (the db-<ref> Secret), never from the manifest or argv.
+INIT_ROLES_SQL = r"""
+\getenv password OWNER_PASSWORD
+SELECT format('CREATE ROLE %I NOLOGIN NOINHERIT', r) FROM unnest(ARRAY['anon', 'authenticated']) AS r
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) \gexec
+SELECT 'CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS'
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'service_role') \gexec
+SELECT format('CREATE ROLE %I LOGIN', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'owner', :'password') \gexec
 """
 
-INIT_SCHEMAS_SQL = """
+INIT_SCHEMAS_SQL = r"""
 CREATE SCHEMA IF NOT EXISTS auth AUTHORIZATION :"owner";
 CREATE SCHEMA IF NOT EXISTS storage AUTHORIZATION :"owner";
 CREATE SCHEMA IF NOT EXISTS extensions AUTHORIZATION :"owner";
@@ -158,11 +158,12 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT ALL ON TABLES 
 GRANT anon, authenticated, service_role TO :"owner";
 """
 
-DROP_ROLES_SQL = """
-DO $$ BEGIN
-  IF EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') THEN EXECUTE format('DROP ROLE %I', :'owner'); END IF;
-END $$;
+DROP_ROLES_SQL = r"""
+SELECT format('DROP ROLE %I', :'owner') WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
 """
+
+# The script comes on stdin (-f -), so psql interpolates its variables.
+PSQL = 'printf "%s\\n" "$SQL" | psql -X -v ON_ERROR_STOP=1 -v owner="$OWNER" -f -'
 
 SCRIPTS = {"roles": INIT_ROLES_SQL, "schemas": INIT_SCHEMAS_SQL, "drop-roles": DROP_ROLES_SQL}
 
@@ -179,11 +180,13 @@ def sql_job(t: Tenant, what: str, *, image: str = "postgres:15") -> dict[str, An
                                                                "seccompProfile": {"type": "RuntimeDefault"}},
                                            "containers": [{
                                                "name": "psql", "image": image,
-                                               "command": ["psql", "-v", "ON_ERROR_STOP=1", "-v", f"owner={t.owner}",
-                                                           "-v", "password=$(OWNER_PASSWORD)", "-h", t.db_host,
-                                                           "-p", str(t.db_port), "-U", "postgres", "-d", dbname,
-                                                           "-c", SCRIPTS[what]],
-                                               "env": [{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
+                                               "command": ["sh", "-c", PSQL],
+                                               "env": [{"name": "SQL", "value": SCRIPTS[what]},
+                                                       {"name": "OWNER", "value": t.owner},
+                                                       {"name": "PGHOST", "value": t.db_host},
+                                                       {"name": "PGPORT", "value": str(t.db_port)},
+                                                       {"name": "PGUSER", "value": "postgres"},
+                                                       {"name": "PGDATABASE", "value": dbname},{"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {
                                                            "name": f"{t.cluster}-superuser", "key": "password"}}},
                                                        {"name": "OWNER_PASSWORD", "valueFrom": {"secretKeyRef": {
                                                            "name": f"db-{t.ref}", "key": "password"}}}],
