@@ -11,6 +11,7 @@ succeed. docs/kubernetes.md describes the layout and what was verified without a
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
@@ -68,14 +69,16 @@ class KubernetesDriver(Driver):
             raise ValueError(f"PLATFORM_K8S_DATABASE_MODE={s.k8s_database_mode!r}: shared or dedicated")
 
     # ----- layout ---------------------------------------------------------------------------
-    def tenant(self, ref: str) -> m.Tenant:
+    def tenant(self, ref: str, org: str = "") -> m.Tenant:
         check_ref(ref)
+        org = org if re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", org or "") else ""
         s = self.settings
         dedicated = s.k8s_database_mode == "dedicated"
         cluster = "db" if dedicated else s.k8s_cnpg_cluster
         ns = f"tenant-{ref}" if dedicated else s.k8s_shared_namespace
         return m.Tenant(ref=ref, shared_ns=s.k8s_shared_namespace, domain=s.k8s_tenant_domain,
-                        db_host=f"{cluster}-rw.{ns}.svc", db_port=5432, dedicated=dedicated, cluster=cluster)
+                        db_host=f"{cluster}-rw.{ns}.svc", db_port=5432, dedicated=dedicated, cluster=cluster,
+                        org=org)
 
     def images(self) -> dict[str, str]:
         s = self.settings
@@ -114,13 +117,13 @@ class KubernetesDriver(Driver):
 
     # ----- create ---------------------------------------------------------------------------
     def create_namespace(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         created = [o["kind"] for o in (m.namespace(t), m.resource_quota(t), m.limit_range(t), m.network_policy(t))
                    if self._apply(o)]
         return {"namespace": t.ns, "created": created}
 
     def create_secrets(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         c = ctx.credentials()
         self._apply(m.db_secret(t, c["db_pass"]))
         self._apply(m.secret(t, "tenant", t.ns, {
@@ -149,13 +152,13 @@ class KubernetesDriver(Driver):
         return {"job": f"{ns}/{name}"}
 
     def create_roles(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if t.dedicated:
             return {"skipped": "the dedicated cluster's initdb creates the owner"}
         return self._run_job(t, "roles")
 
     def create_database(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if t.dedicated:
             obj = m.dedicated_cluster(t)
             self._apply(obj)
@@ -176,43 +179,43 @@ class KubernetesDriver(Driver):
         return {"database": f"{t.shared_ns}/db-{t.ref}", "cluster": t.cluster}
 
     def create_schemas(self, ctx: StepContext) -> dict[str, Any]:
-        return self._run_job(self.tenant(ctx.ref), "schemas")
+        return self._run_job(self.tenant(ctx.ref, ctx.org), "schemas")
 
     def deploy_services(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         for obj in m.workloads(t, self.images()):
             self._apply(obj)
         return {"deployments": list(m.TENANT_APPS)}
 
     def register_supavisor(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         self.supavisor.put_tenant(t.ref, db_host=t.db_host, db_port=t.db_port, db_name=t.ref, db_user=t.owner,
                                   db_password=ctx.credentials()["db_pass"])
         return {"supavisor": t.ref}
 
     def register_realtime(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         c = ctx.credentials()
         created = self.realtime.ensure_tenant(t.ref, jwt_secret=c["jwt_secret"], db_host=t.db_host, db_port=t.db_port,
                                               db_name=t.ref, db_user=t.owner, db_password=c["db_pass"])
         return {"realtime": t.ref, "created": created}
 
     def register_storage(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         c = ctx.credentials()
         self.storage.put_tenant(t.ref, database_url=self._db_url(t, c["db_pass"]), jwt_secret=c["jwt_secret"],
                                 anon_key=c.get("anon_key", ""), service_key=c.get("service_role_key", ""))  # type: ignore[misc]
         return {"storage": t.ref}
 
     def create_s3_prefix(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         bucket = self.settings.k8s_storage_bucket
         self.store.ensure_bucket(bucket)
         self.store.put_bytes(bucket, f"{t.ref}/{MARKER}", t.ref.encode())
         return {"bucket": bucket, "prefix": f"{t.ref}/"}
 
     def register_kong(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         c = ctx.credentials()
         s = self.settings
         upstream = {"rest": f"http://postgrest.{t.ns}.svc:{m.POSTGREST_PORT}",
@@ -281,24 +284,24 @@ class KubernetesDriver(Driver):
         return done
 
     def scale_to_zero(self, ctx: StepContext) -> dict[str, Any]:
-        return {"scaled_to_zero": self._scale(self.tenant(ctx.ref), 0)}
+        return {"scaled_to_zero": self._scale(self.tenant(ctx.ref, ctx.org), 0)}
 
     def hibernate_database(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if not t.dedicated:
             return {"skipped": "the shared cluster stays up; the data is kept"}
         self.kube.patch("Cluster", t.ns, t.cluster, {"metadata": {"annotations": {"cnpg.io/hibernation": "on"}}})
         return {"hibernated": f"{t.ns}/{t.cluster}"}
 
     def wake_database(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if not t.dedicated:
             return {"skipped": "shared cluster"}
         self.kube.patch("Cluster", t.ns, t.cluster, {"metadata": {"annotations": {"cnpg.io/hibernation": "off"}}})
         return {"woken": f"{t.ns}/{t.cluster}"}
 
     def scale_up(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         scaled = self._scale(t, 1)
         missing = sorted(set(m.TENANT_APPS) - set(scaled))
         if missing:
@@ -307,13 +310,13 @@ class KubernetesDriver(Driver):
 
     def compensate(self, operation: str, ctx: StepContext, completed: list[str]) -> str | None:
         if operation == "pause" and "scale_to_zero" in completed:
-            self._scale(self.tenant(ctx.ref), 1)  # a failed pause must not leave the project down
+            self._scale(self.tenant(ctx.ref, ctx.org), 1)  # a failed pause must not leave the project down
             return "scaled the project's services back up"
         return None
 
     # ----- delete (reverse order of create) -------------------------------------------------
     def unregister_kong(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         for role in KEY_ROLES:
             self.kong.delete(f"/consumers/{t.ref}-{role}")
         for suffix, _, _ in ROUTES:
@@ -323,24 +326,24 @@ class KubernetesDriver(Driver):
         return {"kong": "removed"}
 
     def unregister_storage(self, ctx: StepContext) -> dict[str, Any]:
-        return {"removed": self.storage.delete_tenant(self.tenant(ctx.ref).ref)}
+        return {"removed": self.storage.delete_tenant(self.tenant(ctx.ref, ctx.org).ref)}
 
     def unregister_realtime(self, ctx: StepContext) -> dict[str, Any]:
-        return {"removed": self.realtime.delete_tenant(self.tenant(ctx.ref).ref)}
+        return {"removed": self.realtime.delete_tenant(self.tenant(ctx.ref, ctx.org).ref)}
 
     def unregister_supavisor(self, ctx: StepContext) -> dict[str, Any]:
-        return {"removed": self.supavisor.delete_tenant(self.tenant(ctx.ref).ref)}
+        return {"removed": self.supavisor.delete_tenant(self.tenant(ctx.ref, ctx.org).ref)}
 
     def delete_s3_prefix(self, ctx: StepContext) -> dict[str, Any]:
         """Storage leaves a tenant's objects behind in its bucket: remove everything under <ref>/."""
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         bucket = self.settings.k8s_storage_bucket
         if not self.store.bucket_exists(bucket):
             return {"deleted_objects": 0}
         return {"deleted_objects": self.store.delete_prefix(bucket, f"{t.ref}/")}
 
     def delete_database(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if t.dedicated:
             return {"removed": self.kube.delete("Cluster", t.ns, t.cluster)}
         removed = self.kube.delete("Database", t.shared_ns, f"db-{t.ref}")
@@ -348,7 +351,7 @@ class KubernetesDriver(Driver):
         return {"removed": removed}
 
     def drop_roles(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         if t.dedicated:
             return {"skipped": "the roles went with the dedicated cluster"}
         if self.kube.get("Secret", t.db_ns, f"db-{t.ref}") is None:
@@ -361,7 +364,7 @@ class KubernetesDriver(Driver):
         return out
 
     def delete_namespace(self, ctx: StepContext) -> dict[str, Any]:
-        t = self.tenant(ctx.ref)
+        t = self.tenant(ctx.ref, ctx.org)
         removed = self.kube.delete("Namespace", None, t.ns)
         self._wait(f"namespace {t.ns} to go", lambda: self.kube.get("Namespace", None, t.ns) is None)
         return {"removed": removed}

@@ -55,7 +55,7 @@ def make_driver(cluster: Cluster, tmp_path: Path, **overrides: Any) -> Kubernete
 
 
 def ctx(op: str = "op-1") -> StepContext:
-    return StepContext(ref=REF, operation_id=op, credentials=lambda: dict(CREDS))  # type: ignore[arg-type, return-value]
+    return StepContext(ref=REF, operation_id=op, credentials=lambda: dict(CREDS), org="acme")  # type: ignore[arg-type, return-value]
 
 
 def run_plan(driver: KubernetesDriver, operation: str, start: int = 0) -> None:
@@ -99,6 +99,7 @@ def test_create_makes_every_object_in_order_each_valid_and_labelled(cluster: Clu
             "metadata": {k: v for k, v in obj["metadata"].items() if k not in ("uid", "resourceVersion", "creationTimestamp")}})
         if namespace == ns or name.endswith(REF):
             assert obj["metadata"]["labels"]["supaplatform.io/ref"] == REF, (kind, name)
+            assert obj["metadata"]["labels"]["supaplatform.io/org"] == "acme", (kind, name)
     objs = cluster.kube.objects
     assert objs[("Namespace", "", ns)]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert objs[("ResourceQuota", ns, "tenant-quota")]["spec"]["hard"]["pods"] == "20"
@@ -328,6 +329,7 @@ def test_saga_reaches_active_healthy_and_lifecycle_leaves_the_cluster_as_expecte
     assert done["outcome"]["connection"] == driver.connection_info(REF)
     assert {v["status"] for v in driver.check_tenant(REF).values()} == {"ACTIVE_HEALTHY"}
     created = tenant_state(cluster, tmp_path)
+    assert created["objects"][f"Namespace||tenant-{REF}"]["labels"]["supaplatform.io/org"] == "acme"
     assert _run(app, driver, "pause")["status"] == "succeeded"
     assert {k for k, v in driver.check_tenant(REF).items() if not v["healthy"]} == {"rest", "auth"}
     assert _run(app, driver, "restore")["status"] == "succeeded"
