@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from services.shared.crypto import secret_box
+from services.shared.db import make_pool
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
 from .application import ProjectsApplication
+from .readmodel import DDL, MemoryProjectViews, ReadModelRecorder, SqlProjectViews
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> ProjectsApplication:
-    app = open_application(ProjectsApplication, settings, in_memory=in_memory)
+    if in_memory:
+        app = open_application(ProjectsApplication, settings, in_memory=True)
+        app.views = MemoryProjectViews()
+    else:
+        app = open_application(ProjectsApplication, settings, recorder=ReadModelRecorder)
+        app.views = SqlProjectViews(make_pool(settings, "projects", DDL, max_size=8))
+        if app.views.is_empty() and app.recorder.max_notification_id():
+            app.rebuild_views()  # a store from before the read model existed
     app.box = secret_box(settings)
     app.db_host = settings.tenant_db_host
     return app
