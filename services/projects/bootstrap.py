@@ -23,3 +23,13 @@ def build(settings: Settings, *, in_memory: bool = False) -> ProjectsApplication
     app.box = secret_box(settings)
     app.db_host = settings.tenant_db_host
     return app
+
+
+def rebuild_views(settings: Settings) -> int:
+    """`platformctl projections rebuild projects.project_views`: the read model again, from the events."""
+    app = build(settings)
+    try:
+        return app.rebuild_views()
+    finally:
+        app.views.close()
+        app.close()
