@@ -374,7 +374,6 @@ def test_rebuild_project_views_restores_lists_from_the_store(
     assert "rebuilt projects.project_views from projects's store" in r.out
     again = rpc.projects.list_projects(user_token["user_id"], [slug])
     assert [p["ref"] for p in again] == [ref] and again[0]["name"] == "Viewed"
-    rpc.projects.delete_project(user_token["user_id"], ref)
 
 
 def test_rebuild_probe_sink_restores_its_effects(
