@@ -3,13 +3,13 @@
 Authenticating asks orgs over RPC (the token's and the user's aggregates); on a read that is
 most of the request's cost. The gateway keeps each answer for `gateway_auth_cache_ttl_s`
 seconds, keyed by the SHA-256 of the token (never the token itself) or by the session's
-user id. Entries go sooner when the user's identity or access changes:
+user id; and, with the same rules, each caller's organization list (`orgs_key`). Entries go sooner when the user's identity or access changes:
 
 - at once, in the gateway process that handled the change (revoking a token, disabling a
   user, membership and organization changes): `drop_user` / `clear`;
 - in every gateway process, from orgs' contract events (`token_revoked`,
   `user_access_changed`, `user_admin_changed`, `member_*`, `ownership_transferred`,
-  `organization_deleted`), which each gateway receives on its own broadcast queue
+  `organization_updated`, `organization_deleted`), which each gateway receives on its own broadcast queue
   (gateway/service.py): a token revoked anywhere is refused within about a second.
 
 Imports the standard library only.
@@ -30,6 +30,11 @@ def token_key(token: str) -> str:
 
 def user_key(user_id: str) -> str:
     return "u:" + user_id
+
+
+def orgs_key(user_id: str) -> str:
+    """The caller's organization list (GET /v1/organizations), kept like an identity."""
+    return "o:" + user_id
 
 
 class AuthCache:
@@ -81,5 +86,6 @@ class AuthCache:
         for field in ("user_id", "from_user_id", "to_user_id"):
             if isinstance(payload.get(field), str):
                 self.drop_user(payload[field])
-        if envelope.get("event_type") == "organization_deleted" and isinstance(payload.get("slug"), str):
+        if envelope.get("event_type") in ("organization_deleted", "organization_updated") \
+                and isinstance(payload.get("slug"), str):
             self.drop_org(payload["slug"])

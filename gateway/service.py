@@ -24,7 +24,8 @@ METHODS = "GET,POST,PUT,PATCH,DELETE"
 
 # orgs' events after which a cached identity may be wrong (gateway/authcache.py).
 IDENTITY_EVENTS = ("token_revoked", "user_access_changed", "user_admin_changed", "member_added",
-                   "member_role_changed", "member_removed", "ownership_transferred", "organization_deleted")
+                   "member_role_changed", "member_removed", "ownership_transferred", "organization_updated",
+                   "organization_deleted")
 
 
 def _identity_handler(event_type: str) -> Any:

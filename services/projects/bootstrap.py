@@ -31,5 +31,4 @@ def rebuild_views(settings: Settings) -> int:
     try:
         return app.rebuild_views()
     finally:
-        app.views.close()
         app.close()

@@ -77,6 +77,18 @@ class SqlProjectViews:
                 "ORDER BY created_at, ref", (list(org_slugs),)).fetchall()
         return [dict(r[0]) for r in rows]
 
+    def list_json_for_orgs(self, org_slugs: list[str]) -> str:
+        """The same list as list_for_orgs, without progress and connection, as JSON text built
+        by PostgreSQL: passed through as it is (no decoding and encoding per project)."""
+        if not org_slugs:
+            return "[]"
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT coalesce(json_agg(view - 'progress' - 'connection' ORDER BY created_at, ref), '[]')::text "
+                "FROM projects.project_views WHERE org_slug = ANY(%s) AND status <> 'REMOVED'",
+                (list(org_slugs),)).fetchone()
+        return str(row[0]) if row else "[]"
+
     def is_empty(self) -> bool:
         with self.pool.connection() as conn:
             return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM projects.project_views)").fetchone()[0]  # type: ignore[index, no-any-return]
@@ -106,6 +118,10 @@ class MemoryProjectViews:
         found = sorted((r for r in self.rows.values() if r[1] in org_slugs and r[2] != "REMOVED"),
                        key=lambda r: (r[3], r[0]))
         return [json.loads(json.dumps(r[5])) for r in found]
+
+    def list_json_for_orgs(self, org_slugs: list[str]) -> str:
+        return json.dumps([{k: v for k, v in view.items() if k not in ("progress", "connection")}
+                           for view in self.list_for_orgs(org_slugs)])
 
     def clear(self) -> None:
         self.rows.clear()

@@ -41,6 +41,10 @@ class ProjectsService:
         return self.app.list_projects(user_id, RemotePort(self.orgs), org_slugs)
 
     @rpc(expected_exceptions=EXPECTED)
+    def list_projects_json(self, org_slugs: list[str]) -> str:
+        return self.app.list_projects_json(org_slugs)
+
+    @rpc(expected_exceptions=EXPECTED)
     def get_project(self, user_id: str, ref: str, org_slugs: list[str] | None = None) -> dict[str, Any]:
         return self.app.get_project(user_id, ref, RemotePort(self.orgs), org_slugs)
 

@@ -102,3 +102,15 @@ def test_user_disabled_elsewhere_is_refused_within_a_second(http: Any, rpc: Any,
     wait_for("the disabled user's token refused",
              lambda: http.get("/v1/organizations", token=user_token["token"]).status_code == 401,
              timeout=1.0, interval=0.02)
+
+
+def test_organization_list_follows_a_rename_made_elsewhere(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
+    org = http.post("/v1/organizations", token=user_token["token"], json={"name": "Before"}).json()
+    assert org["slug"] in {o["slug"] for o in http.get("/v1/organizations", token=user_token["token"]).json()}
+    rpc.orgs.update_organization(user_token["user_id"], org["slug"], {"name": "After"})
+
+    def renamed() -> bool:
+        listed = http.get("/v1/organizations", token=user_token["token"]).json()
+        return any(o["slug"] == org["slug"] and o["name"] == "After" for o in listed)
+
+    wait_for("the renamed organization listed", renamed, timeout=1.0, interval=0.02)

@@ -42,3 +42,14 @@ def test_a_zero_ttl_caches_nothing() -> None:
     cache = AuthCache(ttl=0)
     cache.put(token_key("t"), {"id": "u"})
     assert cache.get(token_key("t")) is None
+
+
+def test_an_organization_list_goes_when_one_of_its_organizations_changes() -> None:
+    from gateway.authcache import orgs_key
+
+    cache = AuthCache(ttl=60)
+    cache.put(orgs_key("u1"), {"id": "u1", "organizations": ["acme"], "body": "[]"})
+    cache.on_event({"event_type": "organization_updated", "payload": {"slug": "other", "changes": {}}})
+    assert cache.get(orgs_key("u1")) is not None
+    cache.on_event({"event_type": "organization_updated", "payload": {"slug": "acme", "changes": {"name": "A"}}})
+    assert cache.get(orgs_key("u1")) is None
