@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-import zlib
 from typing import Any, Callable
 
 from marshmallow import Schema, ValidationError
@@ -64,6 +63,8 @@ class Caller:
 # as first argument); import them here so every process has the same table.
 ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
                                   "gateway.metering_routes")
+# Routes declared with @endpoint (gateway/routing.py): handlers are (call) -> data.
+ROUTE_MODULES += ("gateway.projects_routes",)
 HANDLERS: dict[str, Callable[..., Response]] = {}
 SCOPED: dict[str, str] = {}  # endpoint -> "org" or "project": membership checked before the handler runs
 ADMIN: set[str] = set()  # endpoints for platform admins only: checked before the handler runs
@@ -467,117 +468,3 @@ class Gateway:
             raise HttpError.invalid({"limit": ["must be an integer from 1 to 1000"]})
         entries = self.services.orgs.audit_log(me.id, slug, int(raw))
         return json_response(s.AuditEntry(many=True).dump(entries))
-
-    # ===== v1: projects ========================================================================
-    @route("POST", "/v1/projects", summary="Create a project (returns at once, COMING_UP)", tag="v1",
-           body=s.V1CreateProjectBody, response=s.V1ProjectResponse, status=201)
-    def v1_create_project(self, request: Request, ctx: dict[str, Any]) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.V1CreateProjectBody)
-        if not data.get("organization_slug") and not data.get("organization_id"):
-            raise HttpError.invalid({"organization_slug": ["Missing data for required field."]})
-        key = request.headers.get("Idempotency-Key")
-        project = self.services.projects.create_project(me.id, data, key, ctx)
-        return json_response(s.V1ProjectResponse().dump(project), 201)
-
-    @route("GET", "/v1/projects", summary="List all projects", tag="v1",
-           response=s.V1ProjectWithDatabaseResponse, many=True)
-    def v1_list_projects(self, request: Request, ctx: dict[str, Any]) -> Response:
-        me = self.caller(request, ctx)
-        # The read model's rows are this schema's fields already: its JSON text goes out as it is.
-        return Response(self.services.projects.list_projects_json(me.org_slugs), mimetype="application/json")
-
-    @route("GET", "/v1/projects/<ref>", summary="Gets a specific project", tag="v1",
-           response=s.V1ProjectWithDatabaseResponse)
-    def v1_get_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        return json_response(s.V1ProjectWithDatabaseResponse().dump(self.scoped_project(request, ctx, ref)))
-
-    @route("DELETE", "/v1/projects/<ref>", summary="Deletes the given project", tag="v1",
-           response=s.V1ProjectRefResponse)
-    def v1_delete_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        project = self.services.projects.delete_project(me.id, ref, ctx)
-        return json_response(s.V1ProjectRefResponse().dump(
-            {"id": zlib.crc32(project["ref"].encode()), "ref": project["ref"], "name": project["name"]}))
-
-    @route("POST", "/v1/projects/<ref>/pause", summary="Pauses the given project", tag="v1")
-    def v1_pause_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        self.services.projects.pause_project(me.id, ref, ctx)
-        return Response(status=200)
-
-    @route("POST", "/v1/projects/<ref>/restore", summary="Restores the given project", tag="v1")
-    def v1_restore_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        self.services.projects.restore_project(me.id, ref, ctx)
-        return Response(status=200)
-
-    @route("GET", "/v1/projects/<ref>/health", summary="Gets project's service health status", tag="v1",
-           response=s.V1ServiceHealthResponse, many=True,
-           query={"services": "comma separated or repeated: auth, db, db_postgres_user, pooler, realtime, rest, storage, pg_bouncer"})
-    def v1_project_health(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        allowed = ["auth", "db", "db_postgres_user", "pooler", "realtime", "rest", "storage", "pg_bouncer"]
-        wanted = [x for v in request.args.getlist("services") for x in v.split(",") if x]
-        bad = [x for x in wanted if x not in allowed]
-        if not wanted or bad:
-            raise HttpError.invalid({"services": [f"give one or more of {', '.join(allowed)}"]})
-        return json_response(s.V1ServiceHealthResponse(many=True).dump(
-            self.services.projects.project_health(me.id, ref, wanted)))
-
-    @route("GET", "/v1/projects/<ref>/api-keys", summary="Get project api keys", tag="v1",
-           response=s.ApiKeyResponse, many=True)
-    def v1_api_keys(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.ApiKeyResponse(many=True).dump(self.services.projects.api_keys(me.id, ref)))
-
-    @route("GET", "/v1/projects/<ref>/postgrest", summary="Gets project's postgrest config", tag="v1",
-           response=s.PostgrestConfigWithJWTSecretResponse)
-    def v1_get_postgrest(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.PostgrestConfigWithJWTSecretResponse().dump(
-            self.services.projects.get_postgrest(me.id, ref)))
-
-    @route("PATCH", "/v1/projects/<ref>/postgrest", summary="Updates project's postgrest config", tag="v1",
-           body=s.V1UpdatePostgrestConfigBody, response=s.V1PostgrestConfigResponse)
-    def v1_update_postgrest(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.V1UpdatePostgrestConfigBody)
-        return json_response(s.V1PostgrestConfigResponse().dump(
-            self.services.projects.update_postgrest(me.id, ref, data, ctx)))
-
-    @route("GET", "/v1/projects/<ref>/config/auth", summary="Gets project's auth config", tag="v1",
-           response=s.AuthConfig)
-    def v1_get_auth_config(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(self.services.projects.get_auth_config(me.id, ref))
-
-    @route("PATCH", "/v1/projects/<ref>/config/auth", summary="Updates a project's auth config", tag="v1",
-           body=s.AuthConfig, response=s.AuthConfig)
-    def v1_update_auth_config(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.AuthConfig)  # each field is checked by the projects service
-        return json_response(self.services.projects.update_auth_config(me.id, ref, data, ctx))
-
-    # ===== platform: projects ==================================================================
-    @route("GET", "/platform/projects/<ref>", summary="A project with its progress and connection details",
-           tag="projects", response=s.ProjectDetail)
-    def get_project_detail(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        project = dict(self.scoped_project(request, ctx, ref))
-        if project.get("connection"):
-            # Project APIs are served by the project edge, on an origin apart from this one.
-            project["connection"] = {**project["connection"], "api_url": self.settings.project_api_url(project["ref"])}
-        return json_response(s.ProjectDetail().dump(project))
-
-    @route("POST", "/platform/projects/<ref>/jwt-secret/rotate",
-           summary="Rotate the JWT secret: new anon and service_role keys, the old ones stop verifying",
-           tag="projects", response=s.ApiKeyResponse, many=True)
-    def rotate_jwt_secret(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.ApiKeyResponse(many=True).dump(self.services.projects.rotate_jwt_secret(me.id, ref, ctx)))
-
-    @route("GET", "/platform/projects/<ref>/settings/history", summary="Every settings change, newest first",
-           tag="projects", response=s.SettingChange, many=True)
-    def settings_history(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.SettingChange(many=True).dump(self.services.projects.settings_history(me.id, ref)))
