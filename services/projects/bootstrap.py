@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.shared.crypto import secret_box
-from services.shared.db import make_pool
+from services.shared.db import ensure_schema
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
@@ -16,8 +16,9 @@ def build(settings: Settings, *, in_memory: bool = False) -> ProjectsApplication
         app = open_application(ProjectsApplication, settings, in_memory=True)
         app.views = MemoryProjectViews()
     else:
+        ensure_schema(settings, "projects", DDL)
         app = open_application(ProjectsApplication, settings, recorder=ReadModelRecorder)
-        app.views = SqlProjectViews(make_pool(settings, "projects", DDL, max_size=8))
+        app.views = SqlProjectViews(app.recorder.datastore)  # type: ignore[attr-defined]
         if app.views.is_empty() and app.recorder.max_notification_id():
             app.rebuild_views()  # a store from before the read model existed
     app.box = secret_box(settings)

@@ -49,13 +49,16 @@ class ReadModelRecorder(PostgresApplicationRecorder):
 
 
 class SqlProjectViews:
+    """On the event store's own connection pool (eventsourcing's datastore): no more
+    connections than the store already holds."""
+
     in_transaction = True  # rows go with the events (ReadModelRecorder)
 
-    def __init__(self, pool: Any):
-        self.pool = pool
+    def __init__(self, datastore: Any):
+        self.pool = _DatastorePool(datastore)
 
     def close(self) -> None:
-        self.pool.close()
+        pass  # the pool is the store's, closed with the application
 
     def apply(self, rows: Iterable[Row]) -> None:
         rows = list(rows)
@@ -66,7 +69,7 @@ class SqlProjectViews:
     def get(self, ref: str) -> dict[str, Any] | None:
         with self.pool.connection() as conn:
             row = conn.execute("SELECT view FROM projects.project_views WHERE ref = %s", (ref,)).fetchone()
-        return None if row is None else dict(row[0])
+        return None if row is None else dict(row["view"])
 
     def list_for_orgs(self, org_slugs: list[str]) -> list[dict[str, Any]]:
         if not org_slugs:
@@ -75,7 +78,7 @@ class SqlProjectViews:
             rows = conn.execute(
                 "SELECT view FROM projects.project_views WHERE org_slug = ANY(%s) AND status <> 'REMOVED' "
                 "ORDER BY created_at, ref", (list(org_slugs),)).fetchall()
-        return [dict(r[0]) for r in rows]
+        return [dict(r["view"]) for r in rows]
 
     def list_json_for_orgs(self, org_slugs: list[str]) -> str:
         """The same list as list_for_orgs, without progress and connection, as JSON text built
@@ -84,18 +87,27 @@ class SqlProjectViews:
             return "[]"
         with self.pool.connection() as conn:
             row = conn.execute(
-                "SELECT coalesce(json_agg(view - 'progress' - 'connection' ORDER BY created_at, ref), '[]')::text "
+                "SELECT coalesce(json_agg(view - 'progress' - 'connection' ORDER BY created_at, ref), '[]')::text AS body "
                 "FROM projects.project_views WHERE org_slug = ANY(%s) AND status <> 'REMOVED'",
                 (list(org_slugs),)).fetchone()
-        return str(row[0]) if row else "[]"
+        return str(row["body"]) if row else "[]"
 
     def is_empty(self) -> bool:
         with self.pool.connection() as conn:
-            return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM projects.project_views)").fetchone()[0]  # type: ignore[index, no-any-return]
+            row = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM projects.project_views) AS empty").fetchone()
+        return bool(row and row["empty"])
 
     def clear(self) -> None:
         with self.pool.connection() as conn:
             conn.execute("TRUNCATE projects.project_views")
+
+
+class _DatastorePool:
+    def __init__(self, datastore: Any):
+        self.datastore = datastore
+
+    def connection(self) -> Any:
+        return self.datastore.get_connection()
 
 
 class MemoryProjectViews:
