@@ -47,6 +47,7 @@ class Settings:
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"doc": "Base URL users reach the gateway at (links in emails)"})
     cookie_secure: bool = field(default=False, metadata={"doc": "Mark session cookies Secure (set true behind HTTPS)"})
     session_ttl_hours: int = field(default=24 * 7, metadata={"doc": "Web session lifetime"})
+    gateway_auth_cache_ttl_s: int = field(default=10, metadata={"doc": "How long the gateway remembers who a token or session belongs to (seconds; 0: ask orgs on every request). Revoking a token, disabling a user or changing memberships drops the entry at once, in every gateway (orgs' events)"})
     invitation_ttl_hours: int = field(default=24, metadata={"doc": "How long an invitation link stays valid"})
     mail_backend: str = field(default="outbox", metadata={"doc": "outbox (write mail to <state_dir>/mail) or smtp"})
     mail_from: str = field(default="Supaplatform <no-reply@localhost>", metadata={"doc": "From address of platform mail"})
