@@ -41,6 +41,8 @@ MATRIX: tuple[Action, ...] = (
     _a("projects.manage", "owner,admin", "Pause, restore and change project settings"),
     _a("projects.delete", "owner,admin", "Delete projects"),
     _a("projects.secrets", "owner,admin", "Reveal the service_role key and rotate the JWT secret"),
+    _a("database.read", "owner,admin,member", "Browse the project's data, read-only SQL, migrations history, types, advisors, logs"),
+    _a("database.write", "owner,admin,member", "Run any SQL and apply migrations as the project's database owner"),
     _a("billing.read", "owner,admin,member", "See the plan, its quotas and limits, and preview a plan change"),
     _a("billing.invoices", "owner,admin", "See invoices and their amounts"),
     _a("billing.manage", "owner", "Change the plan (upgrade, downgrade) and the spend cap"),

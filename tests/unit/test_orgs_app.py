@@ -210,7 +210,7 @@ def perform(app: OrgsApplication, action: str, slug: str, actor: dict[str, Any],
         app.revoke_invitation(uid, slug, inv["id"])
     elif action == "audit.read":
         app.audit_log(uid, slug)
-    elif action.startswith(("projects.", "billing.", "usage.")):
+    elif action.startswith(("projects.", "billing.", "usage.", "database.")):
         # The projects and billing services (and the gateway, for usage) ask orgs this exact
         # question before acting.
         assert app.authorize(uid, slug, action)["role"] in ("owner", "admin", "member")
