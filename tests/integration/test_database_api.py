@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_people import latest_mail_token
 from tests.integration.test_project_lifecycle import new_org, wait_status
 
 
@@ -165,8 +166,29 @@ def test_bad_sql_timeout_and_huge_result_change_nothing(http: Any, project: dict
     assert http.post(f"/v1/projects/{ref}/database/query", token=p["token"], json={"q": "x"}).status_code == 400
 
 
-def test_strangers_and_roles(http: Any, project: dict[str, Any], rpc: Any) -> None:
-    ref = project["ref"]
+def test_strangers_and_roles(http: Any, project: dict[str, Any], rpc: Any, settings: Any) -> None:
+    ref, tok = project["ref"], project["token"]
+
+    # A read-only member: reads data and runs read-only SQL, but cannot write.
+    assert sql(http, project, "create table public.items (id int primary key); "
+                              "insert into public.items values (1)").status_code == 201
+    ro_email = f"ro-{uuid.uuid4().hex[:8]}@example.com"
+    ro_user = rpc.orgs.register_user(ro_email, "correct horse battery")
+    r = http.post(f"/platform/organizations/{project['org']}/invitations", token=tok,
+                  json={"email": ro_email, "role": "read_only"})
+    assert r.status_code == 201, r.text
+    rpc.orgs.accept_invitation(ro_user["id"], latest_mail_token(settings, ro_email))
+    ro = {**project, "token": rpc.orgs.issue_token(ro_email, "tests")["token"]}
+    r = sql(http, ro, "select id from public.items", path="database/query/read-only")
+    assert r.status_code == 201 and r.json() == [{"id": 1}], r.text
+    assert http.get(f"/v1/projects/{ref}/types/typescript", token=ro["token"]).status_code == 200
+    for attempt in (sql(http, ro, "insert into public.items values (2)"),
+                    sql(http, ro, "select 1", read_only=False),
+                    http.post(f"/v1/projects/{ref}/database/migrations", token=ro["token"],
+                              json={"name": "x", "query": "drop table public.items"})):
+        assert attempt.status_code == 403, attempt.text
+    assert sql(http, project, "select count(*)::int as n from public.items").json() == [{"n": 1}]
+
     email = f"stranger-{uuid.uuid4().hex[:8]}@example.com"
     rpc.orgs.register_user(email, "correct horse battery")
     stranger = rpc.orgs.issue_token(email, "tests")["token"]
