@@ -281,3 +281,101 @@ def v1_logs(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
 def v1_legacy_api_keys(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     gw.caller(request, ctx)  # membership was checked before the handler; anon and service_role are the only keys
     return json_response({"enabled": True})
+
+
+# ---- platform: the table editor ------------------------------------------------------------------
+
+class Column(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    type = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    nullable = fields.Boolean()
+    primary_key = fields.Boolean()
+    identity = fields.Boolean()
+
+
+class NewTable(Schema):
+    class Meta:
+        unknown = RAISE
+
+    schema = fields.String(load_default="public", validate=validate.Length(min=1, max=63))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=63))
+    columns = fields.List(fields.Nested(Column), required=True, validate=validate.Length(min=1, max=200))
+
+
+class RowChange(Schema):
+    class Meta:
+        unknown = RAISE
+
+    match = fields.Dict(keys=fields.String(), load_default=dict, metadata={"description": "the row's primary key"})
+    values = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+@route("GET", "/platform/projects/<ref>/database/tables", summary="Tables with their columns and RLS policies",
+       tag="database", query={"schema": "comma-separated schemas (default: public)"})
+def list_tables(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
+    me = gw.caller(request, ctx)
+    schemas = [s.strip() for s in (request.args.get("schema") or "public").split(",") if s.strip()][:20]
+    return json_response(gw.services.database.list_tables(me.id, ref, schemas))
+
+
+@route("POST", "/platform/projects/<ref>/database/tables", summary="Create a table", tag="database", body=NewTable,
+       status=201)
+def create_table(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
+    me = gw.caller(request, ctx)
+    data = _body(request, NewTable())
+    return json_response(gw.services.database.create_table(me.id, ref, data["schema"], data["name"],
+                                                           [dict(c) for c in data["columns"]]), 201)
+
+
+@route("GET", "/platform/projects/<ref>/database/tables/<schema>/<table>/rows",
+       summary="A page of a table's rows, filtered and ordered", tag="database",
+       query={"limit": "1-1000 (default 50)", "offset": "rows to skip", "order": "column (default: primary key)",
+              "filter": "repeated: <column>.<op>.<value>, op one of eq, neq, gt, gte, lt, lte, like, ilike, is (null, not_null)"})
+def browse_rows(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str) -> Response:
+    me = gw.caller(request, ctx)
+    query: dict[str, Any] = {}
+    for key in ("limit", "offset"):
+        raw = request.args.get(key)
+        if raw is not None:
+            if not raw.isdigit():
+                raise HttpError.invalid({key: ["a whole number"]})
+            query[key] = int(raw)
+    if request.args.get("order"):
+        query["order"] = request.args["order"]
+    filters = []
+    for raw in request.args.getlist("filter"):
+        col, sep1, rest = raw.partition(".")
+        op, sep2, value = rest.partition(".")
+        if not (sep1 and sep2 and col and op):
+            raise HttpError.invalid({"filter": ["<column>.<op>.<value>"]})
+        filters.append([col, op, value])
+    query["filters"] = filters
+    return json_response(gw.services.database.browse_rows(me.id, ref, schema, table, query))
+
+
+def _change(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str, action: str) -> Response:
+    me = gw.caller(request, ctx)
+    data = _body(request, RowChange())
+    row = gw.services.database.change_rows(me.id, ref, schema, table, action, data["match"], data["values"])
+    return json_response(row, 201 if action == "insert" else 200)
+
+
+@route("POST", "/platform/projects/<ref>/database/tables/<schema>/<table>/rows", summary="Insert a row",
+       tag="database", body=RowChange, status=201)
+def insert_row(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str) -> Response:
+    return _change(gw, request, ctx, ref, schema, table, "insert")
+
+
+@route("PATCH", "/platform/projects/<ref>/database/tables/<schema>/<table>/rows",
+       summary="Change the row with this primary key (match)", tag="database", body=RowChange)
+def update_row(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str) -> Response:
+    return _change(gw, request, ctx, ref, schema, table, "update")
+
+
+@route("DELETE", "/platform/projects/<ref>/database/tables/<schema>/<table>/rows",
+       summary="Delete the row with this primary key (match)", tag="database", body=RowChange)
+def delete_row(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str) -> Response:
+    return _change(gw, request, ctx, ref, schema, table, "delete")

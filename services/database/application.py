@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from services.shared.errors import Conflict, InvalidInput, NotFound
 
-from . import advisors, logs, typegen
+from . import advisors, logs, tables, typegen
 from .storage import ConfigStore, DbLog
 from .tenantsql import QueryError, Target, TenantSql
 
@@ -230,6 +230,78 @@ class DatabaseApplication:
                                 "source": "function_edge_logs" if invocation else "function_logs",
                                 "log_attributes": attrs})
         return {"result": logs.evaluate(q, records)}
+
+    # ===== table editor ========================================================================
+    def list_tables(self, user_id: str, ref: str, schemas: list[str], projects: ProjectsPort,
+                    orgs: OrgsPort) -> list[dict[str, Any]]:
+        target = self._target(user_id, ref, "database.read", projects, orgs)
+        return self._tables(target, schemas)
+
+    def browse_rows(self, user_id: str, ref: str, schema: str, table: str, query: dict[str, Any],
+                    projects: ProjectsPort, orgs: OrgsPort) -> dict[str, Any]:
+        target = self._target(user_id, ref, "database.read", projects, orgs)
+        t = self._table(target, schema, table)
+        names = [c["name"] for c in t["columns"]]
+        limit, offset = int(query.get("limit", 50)), int(query.get("offset", 0))
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidInput("limit: from 1 to 1000; offset: 0 or more")
+        pk = [c["name"] for c in t["columns"] if c["primary_key"]]
+        order = query.get("order") or (pk[0] if pk else None)
+        if order is not None and order not in names:
+            raise InvalidInput(f"order: no column {order!r}")
+        filters = [tuple(f) for f in query.get("filters") or []]
+        rows = self._tables_run(target, lambda: tables.browse(schema, table, names, filters, order, limit, offset),
+                                read_only=True)
+        total = rows[0]["__total"] if rows else 0
+        return {"columns": t["columns"], "primary_key": pk,
+                "rows": [{k: v for k, v in r.items() if k != "__total"} for r in rows], "total": total,
+                "limit": limit, "offset": offset}
+
+    def change_rows(self, user_id: str, ref: str, schema: str, table: str, action: str, match: dict[str, Any],
+                    values: dict[str, Any], projects: ProjectsPort, orgs: OrgsPort) -> dict[str, Any] | None:
+        target = self._target(user_id, ref, "database.write", projects, orgs)
+        t = self._table(target, schema, table)
+        names = [c["name"] for c in t["columns"]]
+        pk = [c["name"] for c in t["columns"] if c["primary_key"]]
+        build = {"insert": lambda: tables.insert(schema, table, names, values),
+                 "update": lambda: tables.update(schema, table, names, pk, match, values),
+                 "delete": lambda: tables.delete(schema, table, pk, match)}.get(action)
+        if build is None:
+            raise InvalidInput("action: insert, update or delete")
+        rows = self._tables_run(target, build)
+        if action != "insert" and not rows:
+            raise NotFound("no row with this primary key")
+        return rows[0] if rows else None
+
+    def create_table(self, user_id: str, ref: str, schema: str, name: str, columns: list[dict[str, Any]],
+                     projects: ProjectsPort, orgs: OrgsPort) -> dict[str, Any]:
+        target = self._target(user_id, ref, "database.write", projects, orgs)
+        if not tables.NAME.match(schema):
+            raise InvalidInput("schema: a schema name")
+        self._tables_run(target, lambda: (tables.create(schema, name, columns), None))
+        return self._table(target, schema, name)
+
+    def _tables(self, target: Target, schemas: list[str]) -> list[dict[str, Any]]:
+        try:
+            return self.sql.catalog(target, tables.TABLES_SQL, {"schemas": schemas})
+        except QueryError as e:
+            raise InvalidInput(f"Failed to list tables: {e}") from None
+
+    def _table(self, target: Target, schema: str, table: str) -> dict[str, Any]:
+        for t in self._tables(target, [schema]):
+            if t["name"] == table:
+                return t
+        raise NotFound(f"table {schema}.{table} not found")
+
+    def _tables_run(self, target: Target, build: Any, read_only: bool = False) -> list[dict[str, Any]]:
+        try:
+            query, args = build()
+        except tables.TableError as e:
+            raise InvalidInput(str(e)) from None
+        try:
+            return self.sql.statement(target, query, args, read_only=read_only)
+        except QueryError as e:
+            raise InvalidInput(f"Failed to run sql query: {e}") from None
 
     # ===== helpers =============================================================================
     def _target(self, user_id: str, ref: str, action: str, projects: ProjectsPort, orgs: OrgsPort) -> Target:

@@ -67,3 +67,23 @@ class DatabaseService:
                    end: str | None = None) -> dict[str, Any]:
         return self.app.query_logs(user_id, ref, sql, start, end, RemotePort(self.projects), RemotePort(self.orgs),
                                    RemotePort(self.functions))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_tables(self, user_id: str, ref: str, schemas: list[str]) -> list[dict[str, Any]]:
+        return self.app.list_tables(user_id, ref, schemas, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def browse_rows(self, user_id: str, ref: str, schema: str, table: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.app.browse_rows(user_id, ref, schema, table, query, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def change_rows(self, user_id: str, ref: str, schema: str, table: str, action: str, match: dict[str, Any],
+                    values: dict[str, Any]) -> dict[str, Any] | None:
+        return self.app.change_rows(user_id, ref, schema, table, action, match, values, RemotePort(self.projects),
+                                    RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def create_table(self, user_id: str, ref: str, schema: str, name: str, columns: list[dict[str, Any]]
+                     ) -> dict[str, Any]:
+        return self.app.create_table(user_id, ref, schema, name, columns, RemotePort(self.projects),
+                                     RemotePort(self.orgs))

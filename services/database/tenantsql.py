@@ -188,6 +188,27 @@ class TenantSql:
 
         return _Guard()
 
+    def statement(self, target: Target, query: Any, args: list[Any] | dict[str, Any] | None = None, *,
+                  read_only: bool = False) -> list[dict[str, Any]]:
+        """One platform-composed statement (identifiers quoted by psycopg.sql, values as
+        parameters), in its own transaction, with the same limits."""
+        conn = self.connect(target, "supaplatform:table-editor")
+        with closing(conn), self._watchdog(conn):
+            try:
+                conn.execute(f"SET statement_timeout = {int(self.limits.statement_timeout_ms)}")
+                conn.execute("BEGIN READ ONLY" if read_only else "BEGIN")
+                cur = conn.execute(query, args)
+                rows = []
+                if cur.description is not None:
+                    rows = [{k: to_json(v) for k, v in r.items()} for r in cur.fetchmany(self.limits.max_rows + 1)]
+                    self._check_caps(len(rows), len(json.dumps(rows)))
+                conn.execute("COMMIT")
+                return rows
+            except pgerrors.QueryCanceled as exc:
+                raise QueryError(f"{_short(exc)} (the limit is {self.limits.statement_timeout_ms} ms)") from None
+            except psycopg.Error as exc:
+                raise QueryError(_short(exc)) from None
+
     def catalog(self, target: Target, query: str, args: dict[str, Any] | list[Any] | None = None
                 ) -> list[dict[str, Any]]:
         """A platform-written catalog query (types, advisors, buckets), read-only, same limits."""
