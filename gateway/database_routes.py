@@ -379,3 +379,59 @@ def update_row(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table
        summary="Delete the row with this primary key (match)", tag="database", body=RowChange)
 def delete_row(gw: Any, request: Request, ctx: Ctx, ref: str, schema: str, table: str) -> Response:
     return _change(gw, request, ctx, ref, schema, table, "delete")
+
+
+# ---- platform: saved SQL snippets (each user's own) ----------------------------------------------
+
+class Snippet(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    sql = fields.String(required=True, validate=validate.Length(min=1, max=MAX_SQL))
+
+
+class SnippetResponse(Snippet):
+    id = fields.String(required=True)
+    updated_at = fields.String(required=True)
+
+
+def _snippet_id(raw: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise HttpError(404, "snippet not found") from None
+
+
+@route("GET", "/platform/projects/<ref>/database/snippets", summary="Your saved SQL snippets in this project",
+       tag="database", response=SnippetResponse, many=True)
+def list_snippets(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
+    me = gw.caller(request, ctx)
+    return json_response(gw.services.database.list_snippets(me.id, ref))
+
+
+@route("POST", "/platform/projects/<ref>/database/snippets", summary="Save a SQL snippet (yours only)",
+       tag="database", body=Snippet, response=SnippetResponse, status=201)
+def create_snippet(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
+    me = gw.caller(request, ctx)
+    data = _body(request, Snippet())
+    return json_response(gw.services.database.save_snippet(me.id, ref, None, data["name"], data["sql"]), 201)
+
+
+@route("PUT", "/platform/projects/<ref>/database/snippets/<snippet_id>", summary="Change one of your snippets",
+       tag="database", body=Snippet, response=SnippetResponse)
+def update_snippet(gw: Any, request: Request, ctx: Ctx, ref: str, snippet_id: str) -> Response:
+    me = gw.caller(request, ctx)
+    data = _body(request, Snippet())
+    return json_response(gw.services.database.save_snippet(me.id, ref, _snippet_id(snippet_id), data["name"],
+                                                           data["sql"]))
+
+
+@route("DELETE", "/platform/projects/<ref>/database/snippets/<snippet_id>", summary="Delete one of your snippets",
+       tag="database", status=204)
+def delete_snippet(gw: Any, request: Request, ctx: Ctx, ref: str, snippet_id: str) -> Response:
+    me = gw.caller(request, ctx)
+    gw.services.database.delete_snippet(me.id, ref, _snippet_id(snippet_id))
+    return json_response(None, 204)

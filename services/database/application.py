@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from services.shared.errors import Conflict, InvalidInput, NotFound
 
 from . import advisors, logs, tables, typegen
-from .storage import ConfigStore, DbLog
+from .storage import ConfigStore, DbLog, SnippetStore
 from .tenantsql import QueryError, Target, TenantSql
 
 HISTORY_DDL = """
@@ -52,7 +52,8 @@ class FunctionsPort(Protocol):
 
 
 class DatabaseApplication:
-    def __init__(self, sql: TenantSql, configs: ConfigStore, dblog: DbLog):
+    def __init__(self, sql: TenantSql, configs: ConfigStore, dblog: DbLog, snippets: SnippetStore):
+        self.snippets = snippets
         self.sql = sql
         self.configs = configs
         self.dblog = dblog
@@ -302,6 +303,32 @@ class DatabaseApplication:
             return self.sql.statement(target, query, args, read_only=read_only)
         except QueryError as e:
             raise InvalidInput(f"Failed to run sql query: {e}") from None
+
+    # ===== saved SQL snippets (each user's own, per project) ====================================
+    def list_snippets(self, user_id: str, ref: str, projects: ProjectsPort, orgs: OrgsPort) -> list[dict[str, Any]]:
+        self._member(user_id, ref, "database.read", projects, orgs)
+        return self.snippets.list(ref, user_id)
+
+    def save_snippet(self, user_id: str, ref: str, snippet_id: str | None, name: str, sql: str,
+                     projects: ProjectsPort, orgs: OrgsPort) -> dict[str, Any]:
+        self._member(user_id, ref, "database.read", projects, orgs)
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= 256:
+            raise InvalidInput("name: 1 to 256 characters")
+        if not isinstance(sql, str) or not 1 <= len(sql) <= 1024 * 1024:
+            raise InvalidInput("sql: 1 character to 1 MB")
+        saved = self.snippets.save(ref, user_id, snippet_id, name.strip(), sql)
+        if saved is None:
+            raise NotFound("snippet not found")
+        return saved
+
+    def delete_snippet(self, user_id: str, ref: str, snippet_id: str, projects: ProjectsPort, orgs: OrgsPort) -> None:
+        self._member(user_id, ref, "database.read", projects, orgs)
+        if not self.snippets.delete(ref, user_id, snippet_id):
+            raise NotFound("snippet not found")
+
+    def _member(self, user_id: str, ref: str, action: str, projects: ProjectsPort, orgs: OrgsPort) -> None:
+        project = projects.get_project(user_id, ref)
+        orgs.authorize(user_id, project["organization_slug"], action)
 
     # ===== helpers =============================================================================
     def _target(self, user_id: str, ref: str, action: str, projects: ProjectsPort, orgs: OrgsPort) -> Target:

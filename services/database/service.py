@@ -87,3 +87,15 @@ class DatabaseService:
                      ) -> dict[str, Any]:
         return self.app.create_table(user_id, ref, schema, name, columns, RemotePort(self.projects),
                                      RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_snippets(self, user_id: str, ref: str) -> list[dict[str, Any]]:
+        return self.app.list_snippets(user_id, ref, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def save_snippet(self, user_id: str, ref: str, snippet_id: str | None, name: str, sql: str) -> dict[str, Any]:
+        return self.app.save_snippet(user_id, ref, snippet_id, name, sql, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def delete_snippet(self, user_id: str, ref: str, snippet_id: str) -> None:
+        self.app.delete_snippet(user_id, ref, snippet_id, RemotePort(self.projects), RemotePort(self.orgs))

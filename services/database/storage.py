@@ -21,6 +21,10 @@ CREATE TABLE IF NOT EXISTS {schema}.db_log (
     id uuid PRIMARY KEY, ref text NOT NULL, at timestamptz NOT NULL DEFAULT now(), severity text NOT NULL,
     message text NOT NULL, attributes jsonb NOT NULL DEFAULT '{{}}');
 CREATE INDEX IF NOT EXISTS db_log_ref_at ON {schema}.db_log (ref, at DESC);
+CREATE TABLE IF NOT EXISTS {schema}.snippets (
+    id uuid PRIMARY KEY, ref text NOT NULL, user_id text NOT NULL, name text NOT NULL, sql text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS snippets_owner ON {schema}.snippets (ref, user_id);
 """
 
 
@@ -95,3 +99,63 @@ class MemoryDbLog:
         rows = [r for r in self.rows if r["ref"] == ref and (since is None or r["at"] >= since)
                 and (until is None or r["at"] < until)]
         return sorted(rows, key=lambda r: r["at"], reverse=True)[:limit]
+
+
+class SnippetStore(Protocol):
+    def list(self, ref: str, user_id: str) -> list[dict[str, Any]]: ...
+    def save(self, ref: str, user_id: str, snippet_id: str | None, name: str, sql: str) -> dict[str, Any] | None: ...
+    def delete(self, ref: str, user_id: str, snippet_id: str) -> bool: ...
+
+
+class SqlSnippetStore:
+    """Saved SQL snippets, each its author's own (every query names the user)."""
+
+    def __init__(self, pool: ConnectionPool):
+        self.pool = pool
+
+    def list(self, ref: str, user_id: str) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT id, name, sql, updated_at FROM database.snippets WHERE ref = %s AND user_id = %s "
+                                "ORDER BY updated_at DESC", (ref, user_id)).fetchall()
+        return [{"id": str(r[0]), "name": r[1], "sql": r[2], "updated_at": r[3].isoformat()} for r in rows]
+
+    def save(self, ref: str, user_id: str, snippet_id: str | None, name: str, sql: str) -> dict[str, Any] | None:
+        with self.pool.connection() as conn:
+            if snippet_id is None:
+                row = conn.execute("INSERT INTO database.snippets (id, ref, user_id, name, sql) VALUES (%s, %s, %s, %s, %s) "
+                                   "RETURNING id, name, sql, updated_at", (uuid.uuid4(), ref, user_id, name, sql)).fetchone()
+            else:
+                row = conn.execute("UPDATE database.snippets SET name = %s, sql = %s, updated_at = now() "
+                                   "WHERE id = %s AND ref = %s AND user_id = %s RETURNING id, name, sql, updated_at",
+                                   (name, sql, snippet_id, ref, user_id)).fetchone()
+        return {"id": str(row[0]), "name": row[1], "sql": row[2], "updated_at": row[3].isoformat()} if row else None
+
+    def delete(self, ref: str, user_id: str, snippet_id: str) -> bool:
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM database.snippets WHERE id = %s AND ref = %s AND user_id = %s",
+                                (snippet_id, ref, user_id)).rowcount > 0
+
+
+class MemorySnippetStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def list(self, ref: str, user_id: str) -> list[dict[str, Any]]:
+        mine = [r for r in self.rows.values() if r["ref"] == ref and r["user_id"] == user_id]
+        return [{k: r[k] for k in ("id", "name", "sql", "updated_at")} for r in sorted(mine, key=lambda r: r["updated_at"], reverse=True)]
+
+    def save(self, ref: str, user_id: str, snippet_id: str | None, name: str, sql: str) -> dict[str, Any] | None:
+        if snippet_id is not None and (snippet_id not in self.rows or self.rows[snippet_id]["user_id"] != user_id
+                                       or self.rows[snippet_id]["ref"] != ref):
+            return None
+        sid = snippet_id or str(uuid.uuid4())
+        self.rows[sid] = {"id": sid, "ref": ref, "user_id": user_id, "name": name, "sql": sql,
+                          "updated_at": datetime.now(timezone.utc).isoformat()}
+        return {k: self.rows[sid][k] for k in ("id", "name", "sql", "updated_at")}
+
+    def delete(self, ref: str, user_id: str, snippet_id: str) -> bool:
+        r = self.rows.get(snippet_id)
+        if r is None or r["user_id"] != user_id or r["ref"] != ref:
+            return False
+        del self.rows[snippet_id]
+        return True

@@ -243,3 +243,29 @@ def test_table_editor_routes(http: Any, project: dict[str, Any]) -> None:
     assert http.get(f"{base}/public/books/rows", token=tok).json()["total"] == 2
     tables = http.get(base, token=tok).json()
     assert [t["name"] for t in tables] == ["books"] and tables[0]["rls_enabled"] is False
+
+
+def test_saved_snippets_are_each_users_own(http: Any, project: dict[str, Any], rpc: Any, settings: Any) -> None:
+    ref, tok = project["ref"], project["token"]
+    base = f"/platform/projects/{ref}/database/snippets"
+    r = http.post(base, token=tok, json={"name": "count todos", "sql": "select count(*) from todos"})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    r = http.request("PUT", f"{base}/{sid}", token=tok, json={"name": "count", "sql": "select 1"})
+    assert r.status_code == 200 and r.json()["name"] == "count"
+    assert [s["name"] for s in http.get(base, token=tok).json()] == ["count"]
+    assert http.post(base, token=tok, json={"name": "", "sql": "x"}).status_code == 400
+
+    # Another member of the organization sees none of them and cannot change them.
+    other = f"other-{uuid.uuid4().hex[:8]}@example.com"
+    user = rpc.orgs.register_user(other, "correct horse battery")
+    assert http.post(f"/platform/organizations/{project['org']}/invitations", token=tok,
+                     json={"email": other, "role": "member"}).status_code == 201
+    rpc.orgs.accept_invitation(user["id"], latest_mail_token(settings, other))
+    otok = rpc.orgs.issue_token(other, "tests")["token"]
+    assert http.get(base, token=otok).json() == []
+    assert http.request("PUT", f"{base}/{sid}", token=otok, json={"name": "x", "sql": "y"}).status_code == 404
+    assert http.request("DELETE", f"{base}/{sid}", token=otok).status_code == 404
+    assert http.request("DELETE", f"{base}/not-a-uuid", token=tok).status_code == 404
+    assert http.request("DELETE", f"{base}/{sid}", token=tok).status_code == 204
+    assert http.get(base, token=tok).json() == []

@@ -44,6 +44,10 @@ def test_table_editor_and_sql_editor(owner: Person, story: dict[str, Any]) -> No
     page.locator("textarea[name=query]").fill("select id, title from public.notes")
     page.get_by_role("button", name="Run").click()
     expect(page.locator("#sql-results table")).to_contain_text("edited note")
+    # Saved as a snippet (the owner's own) and kept in the history.
+    page.get_by_role("button", name="Save as snippet").click()
+    expect(page.get_by_role("button", name="Open snippet select id, title from public.notes")).to_be_visible()
+    expect(page.locator("#sql-history")).to_contain_text("select id, title from public.notes")
     owner.shot("31-sql-editor")
 
     # Migrations, policies and types pages draw (types name the new table, with a copy button).

@@ -152,15 +152,29 @@ export async function tableRows({ params, query }) {
     actions: [h("a", { class: "button", href: `/project/${project.ref}/database/policies` }, "RLS policies")], content });
 }
 
+const HISTORY_MAX = 20;
+function historyKey(ref) { return `sp-sql-history:${ref}`; }
+function loadHistory(ref) {
+  try { return JSON.parse(localStorage.getItem(historyKey(ref)) || "[]"); } catch { return []; }
+}
+
 export async function sqlEditor({ params }) {
   const { project, perms } = await projectContext(params.ref);
   const write = whyNot(perms, "database.write");
+  const snippetsPath = `/platform/projects/${project.ref}/database/snippets`;
   const results = h("div", { id: "sql-results", "aria-live": "polite" });
+  const snippetsBox = h("div", { id: "sql-snippets" });
+  const historyBox = h("div", { id: "sql-history" });
   const editor = form({
     label: "SQL editor", submitLabel: write ? "Run (read-only)" : "Run",
     fields: [field({ name: "query", label: "SQL", type: "textarea", rows: 8, required: true, value: "select now();" })],
+    extra: [button("Save as snippet", () => saveSnippet())],
     onSubmit: async (v) => {
       const path = write ? "database/query/read-only" : "database/query";
+      // History stays in this browser (this user's own, per project), newest first.
+      const history = [v.query, ...loadHistory(project.ref).filter((x) => x !== v.query)].slice(0, HISTORY_MAX);
+      localStorage.setItem(historyKey(project.ref), JSON.stringify(history));
+      drawHistory();
       try {
         const started = performance.now();
         const rows = await post(`/v1/projects/${project.ref}/${path}`, { query: v.query });
@@ -171,9 +185,49 @@ export async function sqlEditor({ params }) {
       }
     },
   });
+  const textarea = editor.querySelector("textarea[name=query]");
+
+  async function saveSnippet() {
+    const name = (textarea.value.split("\n")[0] || "snippet").slice(0, 60);
+    try {
+      await post(snippetsPath, { name, sql: textarea.value });
+      toast("Snippet saved");
+      await drawSnippets();
+    } catch (e) {
+      results.replaceChildren(errorNotice(e));
+    }
+  }
+  async function drawSnippets() {
+    const list = await get(snippetsPath);
+    snippetsBox.replaceChildren(table([
+      { label: "Snippet", cell: (sn) => {
+        const b = button(sn.name, () => { textarea.value = sn.sql; textarea.focus(); }, { small: true });
+        b.setAttribute("aria-label", `Open snippet ${sn.name}`);
+        return b;
+      } },
+      { label: h("span", { class: "visually-hidden" }, "Actions"), cell: (sn) => {
+        const b = button("Delete", () => busy(b, async () => {
+          await api("DELETE", `${snippetsPath}/${sn.id}`);
+          await drawSnippets();
+        }), { small: true, kind: "danger" });
+        b.setAttribute("aria-label", `Delete snippet ${sn.name}`);
+        return b;
+      } },
+    ], list, { empty: "No saved snippets yet: they are yours alone.", caption: "Saved snippets" }));
+  }
+  function drawHistory() {
+    historyBox.replaceChildren(table([{ label: "Recent queries", cell: (q) => {
+      const b = button(q.length > 80 ? `${q.slice(0, 80)}…` : q, () => { textarea.value = q; textarea.focus(); }, { small: true });
+      return b;
+    } }], loadHistory(project.ref), { empty: "Queries you run show here.", caption: "History" }));
+  }
+  drawHistory();
+  await drawSnippets().catch((e) => snippetsBox.replaceChildren(errorNotice(e)));
   await projectPage(project, { title: "SQL editor", heading: "SQL editor",
     sub: write ? "Your role runs read-only SQL: one statement, in a read-only transaction." : "Runs as your project's database owner, in one transaction.",
-    content: [h("section", { class: "card" }, editor), h("section", { class: "card", "aria-label": "Results" }, results)] });
+    content: [h("section", { class: "card" }, editor), h("section", { class: "card", "aria-label": "Results" }, results),
+      h("section", { class: "card", "aria-labelledby": "snip-h" }, h("h2", { id: "snip-h" }, "Saved snippets"), snippetsBox),
+      h("section", { class: "card", "aria-labelledby": "hist-h" }, h("h2", { id: "hist-h" }, "History"), historyBox)] });
 }
 
 export async function policies({ params }) {
