@@ -18,6 +18,7 @@ SERVICES: tuple[str, ...] = (
     "realtime",
     "metering",
     "billing",
+    "database",
 )
 
 
@@ -115,6 +116,9 @@ class Settings:
     usage_batch_max_records: int = field(default=5000, metadata={"doc": "Usage records in one gateway batch at most; a full batch goes at once"})
     metering_sample_interval_s: int = field(default=300, metadata={"doc": "How often metering samples each active project's database and storage size"})
     metering_alert_interval_s: int = field(default=30, metadata={"doc": "How often metering compares changed usage with plan quotas and project budgets"})
+    database_statement_timeout_ms: int = field(default=15000, metadata={"doc": "Statement timeout of SQL run through the Management API (query, migrations) in a tenant's database; a watchdog cancels a little after it"})
+    database_max_rows: int = field(default=10000, metadata={"doc": "Rows a query through the Management API may return at most; more: a 400 and the transaction rolled back"})
+    database_max_result_mb: int = field(default=10, metadata={"doc": "Size of a query's JSON result at most (MB); larger: a 400 and the transaction rolled back"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     def project_api_url(self, ref: str) -> str:

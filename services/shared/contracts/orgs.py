@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 from .registry import contract
 
 SLUG = validate.Regexp(r"^[\w-]+$")
-ROLES = ("owner", "admin", "member")
+ROLES = ("owner", "admin", "member", "read_only")
 
 
 @contract("organization_created", 1, "orgs", "An organization was created; its creator is its first owner.")
