@@ -394,6 +394,12 @@ class ProjectsApplication(GroupCommit, Application):
                 "anon_key": keys.api_key(secret, ref, "anon", project.keys_issued_at),
                 "service_role_key": keys.api_key(secret, ref, "service_role", project.keys_issued_at)}
 
+    def get_tenant_auth_config(self, ref: str) -> dict[str, Any]:
+        """Internal (the project edge's Auth API): the project's auth settings."""
+        project = self._project(ref)
+        self._require_live(project)
+        return {**self._auth_view(project), "status": project.status}
+
     # ===== provisioner outcomes (idempotent) ===================================================
     def apply_progress(self, envelope: dict[str, Any]) -> bool:
         p = envelope["payload"]

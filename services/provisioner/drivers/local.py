@@ -41,8 +41,12 @@ from psycopg import sql
 
 from services.shared.settings import Settings
 
+from services.shared.crypto import SecretBox, secret_box
+
+from .. import logins
 from ..storage import ObjectStore, StorageError, state_path
 from .base import Driver, StepContext, StepError
+from .tenant_sql import AUTH_SQL, GRANTS_SQL, STORAGE_SQL
 
 log = logging.getLogger("provisioner.local")
 
@@ -471,7 +475,49 @@ class LocalDriver(Driver):
                 "GRANT {group} TO {owner}, {auth}; "
                 "GRANT " + TENANTS_GROUP + " TO {owner}, {auth}"
             ).format(**ident))
-        return {"roles": [owner, auth, group]}
+            services = self._create_service_logins(conn, ref)
+        return {"roles": [owner, auth, group, *services]}
+
+    def _box(self) -> SecretBox:
+        if getattr(self, "_secret_box", None) is None:
+            self._secret_box = secret_box(self.settings)
+        return self._secret_box
+
+    def _create_service_logins(self, conn: psycopg.Connection, ref: str) -> list[str]:
+        """The Auth and Storage APIs' own logins: random passwords stored encrypted in the
+        platform database, their SCRAM verifiers here. The storage login switches to the
+        caller's role (anon/authenticated/service_role) per request, as Supabase Storage does."""
+        made = []
+        with self._admin(self.settings.db_name) as platform:
+            for service in logins.SERVICES:
+                role = logins.login_role(service, ref)
+                password = logins.ensure_password(platform, self._box(), ref, role)
+                if not self._role_exists(conn, role):
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                ident = {"role": sql.Identifier(role), "owner": sql.Identifier(owner_role(ref)),
+                         "group": sql.Identifier(group_role(ref)), "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
+                conn.execute(sql.SQL("ALTER ROLE {role} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
+                    pw=sql.Literal(scram_verifier(password)), **ident))
+                conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}; "
+                                     "GRANT {role} TO {owner}").format(**ident))
+                if service == "storage":
+                    conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {role}").format(**ident))
+                made.append(role)
+        return made
+
+    def tenant_login(self, ref: str, service: str) -> dict[str, Any]:
+        """Where and as whom the project's `service` API (auth, storage) reaches its database."""
+        check_ref(ref)
+        if service not in logins.SERVICES:
+            raise StepError(f"no login for {service!r}", permanent=True)
+        role = logins.login_role(service, ref)
+        with self._admin(self.settings.db_name) as platform:
+            platform.execute(logins.DDL)
+            password = logins.read_password(platform, self._box(), ref, role)
+        if password is None:
+            raise StepError(f"project {ref} has no {service} login", permanent=True)
+        return {"host": self.settings.tenant_db_host, "port": self.settings.tenant_db_port, "dbname": ref,
+                "user": role, "password": password}
 
     def create_database(self, ctx: StepContext) -> dict[str, Any]:
         ref = check_ref(ctx.ref)
@@ -495,7 +541,21 @@ class LocalDriver(Driver):
             # Idempotent, and next to free when the database came with it (template, spare).
             conn.execute(STRUCTURE_SQL)
             conn.execute(sql.SQL(OWNERSHIP_SQL).format(owner=owner))
+            self._install_apis(conn, ref)
         return {}
+
+    @staticmethod
+    def _install_apis(conn: psycopg.Connection, ref: str) -> None:
+        """Supabase's auth and storage schemas, each owned by its API's login."""
+        auth_admin = sql.Identifier(logins.login_role("auth", ref))
+        storage_admin = sql.Identifier(logins.login_role("storage", ref))
+        conn.execute(sql.SQL(GRANTS_SQL).format(auth_admin=auth_admin, storage_admin=storage_admin))
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(auth_admin))
+            conn.execute(AUTH_SQL)
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(storage_admin))
+            conn.execute(STORAGE_SQL)
 
     def create_bucket(self, ctx: StepContext) -> dict[str, Any]:
         bucket = bucket_name(check_ref(ctx.ref))
@@ -607,10 +667,13 @@ class LocalDriver(Driver):
         dropped = []
         with self._admin(autocommit=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"supaplatform:tenant:{ref}",))
-            for role in (owner_role(ref), authenticator_role(ref), group_role(ref)):
+            services = [logins.login_role(s, ref) for s in logins.SERVICES]
+            for role in (*services, owner_role(ref), authenticator_role(ref), group_role(ref)):
                 if self._role_exists(conn, role):
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
                     dropped.append(role)
+        with self._admin(self.settings.db_name) as platform:
+            logins.forget(platform, ref)
         return {"roles_dropped": dropped}
 
     def delete_bucket(self, ctx: StepContext) -> dict[str, Any]:
