@@ -281,7 +281,20 @@ def build_edge(settings: Settings) -> Edge:
 
     edge = Edge(settings, build_meter(settings), ProjectOrgs(settings))
     edge.mount(FunctionsUpstream(settings))
+    mount_auth_and_storage(edge, settings)
     return edge
+
+
+def mount_auth_and_storage(edge: Edge, settings: Settings) -> None:
+    """The project's Auth and Storage APIs, in this process (services/projects/runtime)."""
+    from services.projects.runtime.auth import AuthUpstream
+    from services.projects.runtime.common import TenantDirectory
+    from services.projects.runtime.storage import StorageUpstream
+
+    directory = TenantDirectory(settings, ttl_s=settings.project_apis_cache_ttl_s,
+                                pool_idle_s=settings.project_apis_pool_idle_s)
+    edge.mount(AuthUpstream(settings, directory))
+    edge.mount(StorageUpstream(settings, directory))
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from services.shared.settings import Settings
 
@@ -66,6 +66,18 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]: ...
+
+    @abstractmethod
+    def open_read(self, bucket: str, key: str) -> BinaryIO:
+        """A readable stream of the object (read(n), close()); StorageError if missing."""
+
+    @abstractmethod
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete one object; a missing one is fine."""
+
+    @abstractmethod
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        """Copy an object within the bucket; StorageError if the source is missing."""
 
     def describe(self) -> str:
         return self.kind
@@ -180,6 +192,21 @@ class LocalObjectStore(ObjectStore):
             return []
         keys = [str(p.relative_to(base)) for p in base.rglob("*") if p.is_file() and not p.name.endswith(".part")]
         return sorted(k for k in keys if k.startswith(prefix))
+
+    def open_read(self, bucket: str, key: str) -> BinaryIO:
+        try:
+            return open(self._object(bucket, key), "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise StorageError(f"object {key} not found in bucket {bucket}") from None
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._object(bucket, key).unlink(missing_ok=True)
+
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        src = self._object(bucket, source)
+        if not src.is_file():
+            raise StorageError(f"object {source} not found in bucket {bucket}")
+        self._write(self._object(bucket, target), lambda tmp: copy_file(src, tmp))
 
 
 def state_path(settings: Settings, *parts: str) -> Path:

@@ -121,7 +121,7 @@ class AuthUpstream:
 
     def __init__(self, settings: Settings, directory: TenantDirectory, mailer: Mailer | None = None):
         self.settings = settings
-        self.directory = directory
+        self.directory = directory.acquire()
         self.mailer = mailer or make_mailer(settings)
         self.limits = Windows()
 
@@ -131,7 +131,7 @@ class AuthUpstream:
         return (method in ("GET", "HEAD") and path in ("/verify", "/health", "/settings"))
 
     async def close(self) -> None:
-        pass
+        await self.directory.release()
 
     # -- dispatch ------------------------------------------------------------------------------
     async def open(self, call: Any) -> web.StreamResponse:

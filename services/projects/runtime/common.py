@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import jwt
 from aiohttp import web
@@ -93,6 +93,17 @@ class TenantDirectory:
         self._cache: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._pending: dict[tuple[str, ...], asyncio.Future[Any]] = {}
         self._pools: dict[tuple[str, str], tuple[AsyncConnectionPool, float]] = {}
+        self._users = 0
+
+    def acquire(self) -> "TenantDirectory":
+        """Each API sharing the directory holds it; the last `release` closes it."""
+        self._users += 1
+        return self
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            await self.close()
 
     async def _cached(self, key: tuple[str, ...], service: str, method: str, *args: Any,
                       ttl: float | None = None) -> Any:
@@ -202,3 +213,15 @@ def decode(token: str, secret: str) -> dict[str, Any]:
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(body, default=str).encode(), content_type="application/json",
                         headers=headers)
+
+
+@dataclass
+class Streamed:
+    """An answer the edge streams out (the shape of gateway.edge.app.Upstreamed, which this
+    package does not import: services never import the gateway)."""
+
+    status: int
+    headers: Any
+    body: AsyncIterator[bytes]
+    reason: str | None = None
+    release: Callable[[], Any] | None = None

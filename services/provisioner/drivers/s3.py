@@ -177,3 +177,23 @@ class S3ObjectStore(ObjectStore):
             if not page.get("IsTruncated"):
                 return sorted(keys)
             token = page.get("NextContinuationToken")
+
+    def open_read(self, bucket: str, key: str) -> Any:
+        check_bucket(bucket), check_key(key)
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if _code(exc) in MISSING:
+                raise StorageError(f"object {key} not found in bucket {bucket}") from None
+            raise StorageError(f"read {key}: {_code(exc)}") from None
+        except EndpointConnectionError:
+            raise StorageError(f"read {key}: could not connect to {self.describe()}") from None
+
+    def delete(self, bucket: str, key: str) -> None:
+        check_bucket(bucket), check_key(key)
+        self._call(f"delete {key}", self.client.delete_object, Bucket=bucket, Key=key)
+
+    def copy(self, bucket: str, source: str, target: str) -> None:
+        check_bucket(bucket), check_key(source), check_key(target)
+        self._call(f"copy {source}", self.client.copy_object, Bucket=bucket, Key=target,
+                   CopySource={"Bucket": bucket, "Key": source})
