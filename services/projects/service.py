@@ -108,6 +108,10 @@ class ProjectsService:
         return self.app.get_tenant_credentials(ref)
 
     @rpc(expected_exceptions=EXPECTED)
+    def edge_tenant(self, ref: str) -> dict[str, Any]:
+        return self.app.edge_tenant(ref)
+
+    @rpc(expected_exceptions=EXPECTED)
     def project_org(self, ref: str) -> str:
         return self.app.project_org(ref)
 
