@@ -394,8 +394,14 @@ def build_edge(settings: Settings) -> Edge:
     from ..usage import build_meter
     from .functions import FunctionsUpstream
 
-    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings))
+    from .rest import RestUpstream
+    from .tenants import ProjectsRpc
+
+    rpc = ProjectsRpc(settings)
+    tenants = Tenants(settings, lambda ref: rpc.call("edge_tenant", ref))
+    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants)
     edge.mount(FunctionsUpstream(settings))
+    edge.mount(RestUpstream(settings, tenants))
     return edge
 
 

@@ -91,6 +91,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON ROUTINES
 # reload its schema cache (`NOTIFY pgrst`, as Supabase's event triggers do), and auth.uid(),
 # auth.role(), auth.email(), auth.jwt() read the caller's JWT claims as Supabase defines them.
 API_SQL = """
+CREATE SCHEMA IF NOT EXISTS graphql_public;
+GRANT USAGE ON SCHEMA graphql_public TO anon, authenticated, service_role;
 CREATE OR REPLACE FUNCTION extensions.pgrst_watch() RETURNS event_trigger LANGUAGE plpgsql AS $$
 BEGIN
   NOTIFY pgrst, 'reload schema';
