@@ -3,8 +3,9 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run test infra venv lock clean bench
+.PHONY: run test infra venv npm lock clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -15,16 +16,23 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# PostgREST (each project's REST API) and supabase-js (the API tests), from the lock.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+npm: $(NODE_STAMP)
+
 infra:
 	bash scripts/ensure_infra.sh
 
-run: venv infra
+run: venv npm infra
 	$(VENV)/bin/platform-run
 
-test: venv infra
+test: venv npm infra
 	$(VENV)/bin/python -m pytest
 
-bench: venv infra
+bench: venv npm infra
 	$(VENV)/bin/python bench/broker.py
 	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/functions.py
@@ -33,4 +41,4 @@ lock:
 	$(PY) -m venv /tmp/lockvenv && /tmp/lockvenv/bin/pip install -q -r requirements.in && /tmp/lockvenv/bin/pip freeze > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache var
+	rm -rf $(VENV) .pytest_cache var node_modules

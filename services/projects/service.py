@@ -108,6 +108,8 @@ class ProjectsService:
         return self.app.get_tenant_credentials(ref)
 
     @rpc(expected_exceptions=EXPECTED)
+    def edge_tenant(self, ref: str) -> dict[str, Any]:
+        return self.app.edge_tenant(ref)
     def get_tenant_auth_config(self, ref: str) -> dict[str, Any]:
         return self.app.get_tenant_auth_config(ref)
 

@@ -125,10 +125,11 @@ class AuthUpstream:
         self.mailer = mailer or make_mailer(settings)
         self.limits = Windows()
 
-    def keyless(self, method: str, rest: str) -> bool:
-        """Routes a browser reaches without the project's key: the mail link and health."""
-        path = rest.split("?", 1)[0]
-        return (method in ("GET", "HEAD") and path in ("/verify", "/health", "/settings"))
+    # Reached without the project's key (the edge's open_paths): the mail link and health.
+    open_paths = ("/verify", "/health")
+
+    async def stop_tenant(self, ref: str) -> None:
+        self.directory.forget_pool(ref, "auth")
 
     async def close(self) -> None:
         await self.directory.release()
@@ -137,6 +138,7 @@ class AuthUpstream:
     async def open(self, call: Any) -> web.StreamResponse:
         request: web.Request = call.request
         path = unquote(call.rest.split("?", 1)[0]).rstrip("/") or "/"
+        self.directory.prime(call.ref, getattr(call, "tenant", None))
         try:
             return await self._route(call.ref, request, path)
         except AuthError as exc:

@@ -127,6 +127,15 @@ class TenantDirectory:
         finally:
             self._pending.pop(key, None)
 
+    def prime(self, ref: str, tenant: Any) -> None:
+        """What the edge already knows of the project (its Tenant): no RPC of our own for it."""
+        if tenant is None:
+            return
+        now = time.monotonic()
+        self._cache[("creds", ref)] = (now, {"jwt_secret": tenant.jwt_secret, "anon_key": tenant.anon_key,
+                                             "service_role_key": tenant.service_role_key})
+        self._cache[("auth", ref)] = (now, {**dict(tenant.auth_config or {}), "status": tenant.status})
+
     async def credentials(self, ref: str) -> dict[str, str]:
         return dict(await self._cached(("creds", ref), "projects", "get_tenant_credentials", ref))
 
@@ -191,6 +200,20 @@ class Caller:
     def user_id(self) -> str | None:
         sub = self.claims.get("sub")
         return sub if isinstance(sub, str) and self.role == "authenticated" else None
+
+
+class OpenPaths:
+    """`rest in OpenPaths(test)`: the edge's `open_paths` (reachable without the project's
+    key), decided by a predicate on the path after the prefix."""
+
+    def __init__(self, test: Callable[[str], bool]):
+        self.test = test
+
+    def __contains__(self, rest: object) -> bool:
+        return isinstance(rest, str) and self.test(rest)
+
+    def __iter__(self) -> Any:
+        return iter(())
 
 
 def bearer(request: web.Request) -> str | None:

@@ -41,7 +41,7 @@ from psycopg.rows import dict_row
 from services.provisioner.storage import ObjectStore, StorageError, make_object_store, state_path
 from services.shared.settings import Settings
 
-from .common import Caller, Gone, Streamed, TenantDirectory, bearer, decode, json_response
+from .common import Caller, Gone, OpenPaths, Streamed, TenantDirectory, bearer, decode, json_response
 
 log = logging.getLogger("gateway.edge.storage")
 
@@ -125,13 +125,12 @@ class StorageUpstream:
         self.max_upload = settings.storage_max_upload_mb * 1024 * 1024
         self.tmp_dir = state_path(settings, "tmp", "storage-uploads")
 
-    @staticmethod
-    def keyless(method: str, rest: str) -> bool:
-        """Routes fetched without the project's key: public objects and signed URLs."""
-        path = rest.split("?", 1)[0]
-        if method in ("GET", "HEAD") and (path.startswith("/object/public/") or path.startswith("/object/sign/")):
-            return True
-        return method in ("PUT", "POST") and path.startswith("/object/upload/sign/") and "token=" in rest
+    # Fetched without the project's key (supabase-js sends none): public objects and signed
+    # URLs; the signed ones carry their own token, checked here.
+    open_paths = OpenPaths(lambda rest: rest.startswith(("/object/public/", "/object/sign/", "/object/upload/sign/")))
+
+    async def stop_tenant(self, ref: str) -> None:
+        self.directory.forget_pool(ref, "storage")
 
     async def close(self) -> None:
         await self.directory.release()
@@ -141,6 +140,7 @@ class StorageUpstream:
         request: web.Request = call.request
         raw_path = call.rest.split("?", 1)[0]
         parts = [unquote(p) for p in raw_path.split("/")[1:]]
+        self.directory.prime(call.ref, getattr(call, "tenant", None))
         try:
             return await self._route(call.ref, request, parts)
         except StorageApiError as exc:

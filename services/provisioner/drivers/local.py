@@ -3,7 +3,8 @@ Supabase's roles and schemas) and buckets on the configured object store.
 
 Per tenant `<ref>` it creates:
 - roles `postgres.<ref>` (LOGIN, the user's db_pass as a SCRAM verifier; owns the database),
-  `authenticator.<ref>` (LOGIN NOINHERIT, random password, member of anon/authenticated/
+  `authenticator.<ref>` (LOGIN NOINHERIT, PostgREST's login: the password the projects
+  service keeps encrypted for it, member of anon/authenticated/
   service_role) and the NOLOGIN group `<ref>`; both logins are members of `<ref>` and of
   `supaplatform_tenants`. pg_hba.conf (scripts/ensure_infra.sh) makes members of
   `supaplatform_tenants` use scram-sha-256 and lets them reach only the database named
@@ -87,6 +88,43 @@ GRANT ALL ON ALL ROUTINES IN SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON ROUTINES TO anon, authenticated, service_role;
+"""
+
+# What the project APIs rely on (run in every new database, idempotent; owned by the
+# platform's role so tenant code cannot redefine them): schema changes tell PostgREST to
+# reload its schema cache (`NOTIFY pgrst`, as Supabase's event triggers do), and auth.uid(),
+# auth.role(), auth.email(), auth.jwt() read the caller's JWT claims as Supabase defines them.
+API_SQL = """
+CREATE SCHEMA IF NOT EXISTS graphql_public;
+GRANT USAGE ON SCHEMA graphql_public TO anon, authenticated, service_role;
+CREATE OR REPLACE FUNCTION extensions.pgrst_watch() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NOTIFY pgrst, 'reload schema';
+END $$;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_ddl_watch') THEN
+    CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end EXECUTE FUNCTION extensions.pgrst_watch();
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_drop_watch') THEN
+    CREATE EVENT TRIGGER pgrst_drop_watch ON sql_drop EXECUTE FUNCTION extensions.pgrst_watch();
+  END IF;
+END $$;
+CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'))::uuid
+$$;
+CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.role', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role'))::text
+$$;
+CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.email', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email'))::text
+$$;
+CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim', true), ''),
+                  nullif(current_setting('request.jwt.claims', true), ''))::jsonb
+$$;
 """
 
 # Spare databases: built ahead (STRUCTURE_SQL done, CONNECT revoked from PUBLIC), ready when
@@ -452,7 +490,11 @@ class LocalDriver(Driver):
 
     def create_roles(self, ctx: StepContext) -> dict[str, Any]:
         ref = check_ref(ctx.ref)
-        db_pass = ctx.credentials().get("db_pass")
+        creds = ctx.credentials()
+        db_pass = creds.get("db_pass")
+        # PostgREST's login: the password the projects service keeps (encrypted) for it.
+        # Projects created before that have none: the edge sets its own when it starts REST.
+        auth_pass = creds.get("authenticator_pass") or secrets.token_urlsafe(32)
         if not isinstance(db_pass, str) or not db_pass:
             raise StepError("the project has no database password", permanent=True)
         owner, auth, group = owner_role(ref), authenticator_role(ref), group_role(ref)
@@ -465,10 +507,8 @@ class LocalDriver(Driver):
                      "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
             conn.execute(sql.SQL("ALTER ROLE {owner} WITH LOGIN INHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
                 pw=sql.Literal(scram_verifier(db_pass)), **ident))
-            # Nothing needs the authenticator's password yet (no PostgREST runs); whatever
-            # runs it later sets its own. A re-run rotating it is therefore harmless.
             conn.execute(sql.SQL("ALTER ROLE {auth} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} "
-                                 "PASSWORD {pw}").format(pw=sql.Literal(scram_verifier(secrets.token_urlsafe(32))),
+                                 "PASSWORD {pw}").format(pw=sql.Literal(scram_verifier(auth_pass)),
                                                          **ident))
             conn.execute(sql.SQL(
                 "GRANT anon, authenticated, service_role TO {owner}, {auth}; "
@@ -541,6 +581,7 @@ class LocalDriver(Driver):
             # Idempotent, and next to free when the database came with it (template, spare).
             conn.execute(STRUCTURE_SQL)
             conn.execute(sql.SQL(OWNERSHIP_SQL).format(owner=owner))
+            conn.execute(API_SQL)
             self._install_apis(conn, ref)
         return {}
 
