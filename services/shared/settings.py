@@ -162,6 +162,8 @@ def env_name(name: str) -> str:
 def _coerce(kind: object, raw: str) -> object:
     if kind in (int, "int"):
         return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
     if kind in (bool, "bool"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

@@ -97,7 +97,8 @@ def tenant_sql(settings: Settings, ref: str, statements: str) -> None:
 def run_js(scenario: str, config: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     done = subprocess.run(["node", str(SCRIPT), scenario], input=json.dumps(config).encode(), cwd=ROOT,
                           capture_output=True, timeout=timeout, check=False)
-    assert done.returncode == 0, (done.stdout.decode()[-3000:], done.stderr.decode()[-3000:])
+    if done.returncode != 0:
+        pytest.fail(f"supabase-js scenario {scenario} failed:\n{done.stdout.decode()[-2000:]}\n{done.stderr.decode()[-3000:]}")
     return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
 
 

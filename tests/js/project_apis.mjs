@@ -64,7 +64,11 @@ async function rest() {
   out.otherProjectJwt = { status: res.status, message: res.error?.message ?? null };
 
   const inv = await alice.functions.invoke("echo", { body: { hello: "edge" } });
-  if (inv.error) throw new Error(`functions.invoke: ${inv.error.message}`);
+  if (inv.error) {
+    const ctx = inv.error.context;
+    const body = ctx && typeof ctx.text === "function" ? await ctx.text() : "";
+    throw new Error(`functions.invoke: ${inv.error.message} ${ctx?.status ?? ""} ${body}`);
+  }
   out.invoke = inv.data;
 
   for (const c of [alice, bob, anon, other, stranger]) c.removeAllChannels();
