@@ -91,7 +91,8 @@ def test_auth_and_storage_through_the_project_url(http: Any, edge_url: str, sett
     # The settings reach the edge within its cache time.
     wait_for("auth settings at the edge", lambda: requests.get(f"{base}/auth/v1/settings", headers={"apikey": anon},
                                                               timeout=10).json().get("mailer_autoconfirm"), timeout=20)
-    assert requests.get(f"{base}/auth/v1/health", timeout=10).json()["name"] == "GoTrue"
+    r = requests.get(f"{base}/auth/v1/health", timeout=10)
+    assert r.status_code == 200 and r.json()["name"] == "GoTrue", r.text
 
     email = f"ada-{uuid.uuid4().hex[:6]}@example.com"
     admin_email = f"made-{uuid.uuid4().hex[:6]}@example.com"

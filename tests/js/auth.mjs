@@ -44,6 +44,7 @@ async function flow() {
   r = await sb.auth.signInWithPassword({ email, password: cfg.password });
   out.signInError = err(r.error);
   const session = r.data.session;
+  if (!session) return out;
   const c = claims(session.access_token);
   out.claims = { sub: c.sub === r.data.user.id, role: c.role, aud: c.aud, email: c.email, aal: c.aal,
                  session: typeof c.session_id, expIn: c.exp - c.iat };

@@ -324,7 +324,7 @@ class AuthUpstream:
                 "confirmation_token, confirmation_sent_at, raw_app_meta_data, raw_user_meta_data, is_super_admin, "
                 "created_at, updated_at, is_sso_user, is_anonymous, recovery_token, email_change_token_new, email_change) "
                 "VALUES ('00000000-0000-0000-0000-000000000000', %s, 'authenticated', %s, %s, %s, "
-                "CASE WHEN %s THEN now() END, %s, CASE WHEN %s IS NOT NULL THEN now() END, %s, %s, false, now(), now(), "
+                "CASE WHEN %s::boolean THEN now() END, %s, CASE WHEN %s::text IS NOT NULL THEN now() END, %s, %s, false, now(), now(), "
                 "false, false, '', '', '') ON CONFLICT DO NOTHING RETURNING id",
                 (user_id, role, email, hashed, confirmed, confirmation_hash or "", confirmation_hash,
                  json.dumps(app), json.dumps(user_meta)))
@@ -457,16 +457,19 @@ class AuthUpstream:
                 row = await cur.fetchone()
                 if row is None:
                     raise AuthError(400, "refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
+                reused = False
                 if row["revoked"]:
                     age = (datetime.now(timezone.utc) - row["updated_at"]).total_seconds()
                     if not config.get("refresh_token_rotation_enabled", True) or age > reuse_s:
                         # Reuse of a rotated token outside the grace interval: someone else may
-                        # hold it. End the whole session (its tokens go with it).
+                        # hold it. End the whole session (its tokens go with it), committed.
                         await conn.execute("DELETE FROM auth.sessions WHERE id = %s", (row["session_id"],))
-                        raise AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
+                        reused = True
                 else:
                     await conn.execute("UPDATE auth.refresh_tokens SET revoked = true, updated_at = now() WHERE id = %s",
                                        (row["id"],))
+            if reused:
+                raise AuthError(400, "refresh_token_already_used", "Invalid Refresh Token: Already Used")
             user = await self._user_row(conn, user_id=row["user_id"])
             if user is None:
                 raise AuthError(400, "user_not_found", "Invalid Refresh Token: User not found")
@@ -613,8 +616,8 @@ class AuthUpstream:
 
     async def _admin_list(self, conn: Any, request: web.Request) -> web.Response:
         try:
-            page = max(int(request.query.get("page", "1")), 1)
-            per_page = min(max(int(request.query.get("per_page", "50")), 1), 1000)
+            page = max(int(request.query.get("page") or "1"), 1)
+            per_page = min(max(int(request.query.get("per_page") or "50"), 1), 1000)
         except ValueError:
             raise AuthError(400, "validation_failed", "page and per_page must be integers") from None
         total = (await (await conn.execute("SELECT count(*) AS n FROM auth.users WHERE deleted_at IS NULL")).fetchone())["n"]

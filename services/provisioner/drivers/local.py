@@ -355,6 +355,11 @@ class LocalDriver(Driver):
             "ALTER DATABASE {db} SET search_path TO \"$user\", public, extensions"
         ).format(db=sql.Identifier(db), owner=sql.Identifier(owner_role(ref)),
                  auth=sql.Identifier(authenticator_role(ref))))
+        # The Auth and Storage APIs' logins (absent for projects made before they existed).
+        for role in (logins.login_role(s, ref) for s in logins.SERVICES):
+            if self._role_exists(conn, role):
+                conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}").format(
+                    db=sql.Identifier(db), role=sql.Identifier(role)))
 
     def _create_closed_database(self, conn: psycopg.Connection, db: str, ref: str, template: str) -> bool:
         """CREATE DATABASE that nobody can connect to yet (see `_open_to_tenant`). False if
@@ -632,6 +637,10 @@ class LocalDriver(Driver):
             conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC, {owner}, {auth}").format(
                 db=sql.Identifier(ref), owner=sql.Identifier(owner_role(ref)),
                 auth=sql.Identifier(authenticator_role(ref))))
+            for role in (logins.login_role(s, ref) for s in logins.SERVICES):
+                if self._role_exists(conn, role):
+                    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM {role}").format(
+                        db=sql.Identifier(ref), role=sql.Identifier(role)))
             row = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE datname = %s AND pid <> pg_backend_pid()", (ref,)).fetchone()
         return {"sessions_closed": int(row[0]) if row else 0}
