@@ -135,8 +135,12 @@ def test_auth_and_storage_through_the_project_url(http: Any, edge_url: str, sett
     rows = tenant_sql(settings, ref, f"SELECT u.encrypted_password, i.provider, i.email FROM auth.users u "
                                      f"JOIN auth.identities i ON i.user_id = u.id WHERE u.email = '{email}'")
     assert len(rows) == 1 and rows[0][0].startswith("$2") and rows[0][1:] == ("email", email)
-    tokens = tenant_sql(settings, ref, "SELECT token FROM auth.refresh_tokens")
-    assert tokens and all(len(t[0]) == 64 for t in tokens)
+    r = requests.post(f"{base}/auth/v1/token?grant_type=password", headers={"apikey": anon}, timeout=10,
+                      json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    refresh = r.json()["refresh_token"]
+    tokens = [t[0] for t in tenant_sql(settings, ref, "SELECT token FROM auth.refresh_tokens")]
+    assert len(tokens) == 1 and refresh not in tokens and len(tokens[0]) == 64  # a SHA-256, not the token
 
     # Another project's key is refused at the edge; a forged user token is refused by Auth.
     r = requests.get(f"{base}/auth/v1/user", headers={"apikey": anon, "Authorization": "Bearer forged.jwt.token"},
@@ -228,16 +232,17 @@ def test_auth_and_storage_through_the_project_url(http: Any, edge_url: str, sett
     tok = project["token"]
     assert http.post(f"/v1/projects/{ref}/pause", token=tok).status_code == 200
     assert wait_status(http, tok, ref, {"INACTIVE", "PAUSE_FAILED"})["status"] == "INACTIVE"
-    r = requests.post(f"{base}/auth/v1/token?grant_type=password", headers={"apikey": anon}, timeout=10,
-                      json={"email": email, "password": PASSWORD})
-    assert r.status_code == 503
+    wait_for("the paused project's Auth to say so", lambda: requests.post(
+        f"{base}/auth/v1/token?grant_type=password", headers={"apikey": anon}, timeout=10,
+        json={"email": email, "password": PASSWORD}).status_code == 503, timeout=20)
     assert http.post(f"/v1/projects/{ref}/restore", token=tok).status_code == 200
     assert wait_status(http, tok, ref, {"ACTIVE_HEALTHY", "RESTORE_FAILED"})["status"] == "ACTIVE_HEALTHY"
 
     def after() -> dict[str, Any] | None:
         try:
-            return run_js("storage.mjs", "after", cfg)
+            got = run_js("storage.mjs", "after", cfg)
         except AssertionError:
             return None
+        return got if isinstance(got.get("download"), str) else None
 
     assert wait_for("auth and storage after restore", after, timeout=30) == {"download": "signed upload"}

@@ -30,7 +30,9 @@ from urllib.parse import quote, unquote, urlencode
 import bcrypt
 import jwt
 from aiohttp import web
+import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from services.shared.mail import Mail, Mailer, make_mailer
 from services.shared.settings import Settings
@@ -145,6 +147,10 @@ class AuthUpstream:
             return exc.response()
         except Gone:
             return AuthError(404, "not_found", "project not found").response()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("auth database of %s unreachable: %s", call.ref, type(exc).__name__)
+            self.directory.forget_pool(call.ref, "auth")
+            return AuthError(503, "unexpected_failure", "the project's database is unavailable").response()
 
     async def _route(self, ref: str, request: web.Request, path: str) -> web.StreamResponse:
         m = request.method

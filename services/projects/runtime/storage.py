@@ -37,6 +37,7 @@ from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from services.provisioner.storage import ObjectStore, StorageError, make_object_store, state_path
 from services.shared.settings import Settings
@@ -147,7 +148,7 @@ class StorageUpstream:
             return exc.response()
         except Gone:
             return StorageApiError(404, "not_found", "project not found").response()
-        except psycopg.OperationalError as exc:
+        except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("storage database of %s unreachable: %s", call.ref, type(exc).__name__)
             self.directory.forget_pool(call.ref, "storage")
             return StorageApiError(503, "DatabaseError", "the project's database is unavailable").response()
