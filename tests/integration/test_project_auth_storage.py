@@ -246,3 +246,46 @@ def test_auth_and_storage_through_the_project_url(http: Any, edge_url: str, sett
         return got if isinstance(got.get("download"), str) else None
 
     assert wait_for("auth and storage after restore", after, timeout=30) == {"download": "signed upload"}
+
+
+def test_dashboard_routes_manage_users_and_files_for_members_only(http: Any, rpc: Any, project: dict[str, Any]) -> None:
+    ref, tok = project["ref"], project["token"]
+    users = f"/platform/projects/{ref}/auth/users"
+
+    # Someone outside the organization sees nothing of the project.
+    email = f"outsider-{uuid.uuid4().hex[:6]}@example.com"
+    rpc.orgs.register_user(email, "correct horse battery")
+    outsider = rpc.orgs.issue_token(email, "tests")["token"]
+    assert http.get(users, token=outsider).status_code in (403, 404)
+    assert http.get(f"/platform/projects/{ref}/storage/buckets", token=outsider).status_code in (403, 404)
+
+    # The owner: create, list and delete users of the project's Auth.
+    assert http.get(users, token=tok).json() == {"users": [], "total": 0}
+    r = http.post(users, token=tok, json={"email": "dash@example.com", "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["email"] == "dash@example.com" and made["email_confirmed_at"]
+    r = http.post(users, token=tok, json={"email": "dash@example.com", "password": PASSWORD})
+    assert r.status_code == 422 and "already" in r.json()["message"]
+    r = http.post(users, token=tok, json={"email": "not an email"})
+    assert r.status_code == 400
+    listed = http.get(users, token=tok).json()
+    assert listed["total"] == 1 and [u["email"] for u in listed["users"]] == ["dash@example.com"]
+    assert http.request("DELETE", f"{users}/{made['id']}", token=tok).status_code == 204
+    assert http.get(users, token=tok).json()["total"] == 0
+
+    # Storage: a bucket, an upload, the listing and the download.
+    buckets = f"/platform/projects/{ref}/storage/buckets"
+    r = http.post(buckets, token=tok, json={"name": "files", "public": False})
+    assert r.status_code == 201, r.text
+    assert [b["name"] for b in http.get(buckets, token=tok).json()] == ["files"]
+    r = http.request("PUT", f"{buckets}/files/object?name=docs/report.txt", token=tok, data=b"quarterly numbers",
+                     headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert [o["name"] for o in http.get(f"{buckets}/files/objects", token=tok).json()] == ["docs"]
+    listing = http.get(f"{buckets}/files/objects?prefix=docs", token=tok).json()
+    assert [(o["name"], o["metadata"]["size"]) for o in listing] == [("report.txt", 17)]
+    r = http.get(f"{buckets}/files/object?name=docs/report.txt", token=tok)
+    assert r.status_code == 200 and r.content == b"quarterly numbers"
+    assert "attachment" in r.headers["Content-Disposition"]
+    assert http.get(f"{buckets}/files/object?name=docs/missing.txt", token=tok).status_code == 404

@@ -22,6 +22,7 @@ export function projectNav(ref, slug) {
   const base = `/project/${encodeURIComponent(ref)}`;
   return [
     { heading: "Project", links: [["Overview", base], ["API keys", `${base}/api-keys`],
+      ["Authentication", `${base}/auth/users`], ["Storage", `${base}/storage`],
       ["Edge functions", `${base}/functions`], ["Usage", `${base}/usage`]] },
     { heading: "Settings", links: [["General", `${base}/settings`], ["API", `${base}/settings/api`],
       ["Authentication", `${base}/settings/auth`], ["History", `${base}/settings/history`]] },
