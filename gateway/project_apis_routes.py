@@ -184,9 +184,23 @@ def project_storage_upload(gw: Any, request: Request, ctx: Ctx, ref: str, bucket
     url = _object_url(gw, ref, bucket, request.args.get("name", ""))
     if request.content_length is None or request.content_length > MAX_UPLOAD:
         raise HttpError(413, f"upload a file of at most {MAX_UPLOAD // (1024 * 1024)} MB, with its length")
-    return _relay(_call(gw, key, "POST", url, data=request.stream,
+    return _relay(_call(gw, key, "POST", url, data=_Sized(request.stream, request.content_length),
                         headers={"Content-Type": request.headers.get("Content-Type") or "application/octet-stream",
-                                 "Content-Length": str(request.content_length), "x-upsert": "true"}))
+                                 "x-upsert": "true"}))
+
+
+class _Sized:
+    """The request body streamed on with its length (requests then sends Content-Length,
+    not chunks)."""
+
+    def __init__(self, stream: Any, length: int):
+        self.stream, self.length = stream, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self.stream.read(n))
 
 
 @route("GET", "/platform/projects/<ref>/storage/buckets/<bucket>/object",
