@@ -407,10 +407,10 @@ def build_edge(settings: Settings) -> Edge:
 
 
 def mount_auth_and_storage(edge: Edge, settings: Settings) -> None:
-    """The project's Auth and Storage APIs, in this process (services/projects/runtime)."""
-    from services.projects.runtime.auth import AuthUpstream
-    from services.projects.runtime.common import TenantDirectory
-    from services.projects.runtime.storage import StorageUpstream
+    """The project's Auth and Storage APIs, in this process (auth.py, storage.py)."""
+    from .auth import AuthUpstream
+    from .apis import TenantDirectory
+    from .storage import StorageUpstream
 
     directory = TenantDirectory(settings, ttl_s=settings.project_apis_cache_ttl_s,
                                 pool_idle_s=settings.project_apis_pool_idle_s)

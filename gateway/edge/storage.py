@@ -10,8 +10,8 @@ store (local disk or S3), under `objects/<version>`: a move renames a row and co
 Uploads are streamed to a temporary file (capped at the bucket's file_size_limit and
 storage_max_upload_mb), downloads are streamed out.
 
-Imports aiohttp, PyJWT, psycopg, the standard library, the provisioner's object store and
-this package's common module.
+Imports aiohttp, PyJWT, psycopg, the standard library, the shared object store and the
+edge's own modules (apis.py, app.py).
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
-from services.provisioner.storage import ObjectStore, StorageError, make_object_store, state_path
+from services.shared.objectstore import ObjectStore, StorageError, make_object_store, state_path
 from services.shared.settings import Settings
 
-from .common import Caller, Gone, OpenPaths, Streamed, TenantDirectory, bearer, decode, json_response
+from .apis import Caller, Gone, OpenPaths, TenantDirectory, bearer, decode, json_response
+from .app import Upstreamed
 
 log = logging.getLogger("gateway.edge.storage")
 
@@ -137,7 +138,7 @@ class StorageUpstream:
         await self.directory.release()
 
     # -- dispatch ------------------------------------------------------------------------------
-    async def open(self, call: Any) -> web.StreamResponse | Streamed:
+    async def open(self, call: Any) -> web.StreamResponse | Upstreamed:
         request: web.Request = call.request
         raw_path = call.rest.split("?", 1)[0]
         parts = [unquote(p) for p in raw_path.split("/")[1:]]
@@ -156,7 +157,7 @@ class StorageUpstream:
             log.warning("object store for %s: %s", call.ref, exc)
             return StorageApiError(500, "InternalError", "the object store failed").response()
 
-    async def _route(self, ref: str, request: web.Request, parts: list[str]) -> web.StreamResponse | Streamed:
+    async def _route(self, ref: str, request: web.Request, parts: list[str]) -> web.StreamResponse | Upstreamed:
         m = request.method
         head, rest = (parts[0] if parts else ""), parts[1:]
         if head == "bucket":
@@ -473,7 +474,7 @@ class StorageUpstream:
 
     # -- downloads -----------------------------------------------------------------------------
     async def download(self, ref: str, request: web.Request, bucket: str, name: str, *, caller: Caller | None,
-                       public: bool = False) -> web.StreamResponse | Streamed:
+                       public: bool = False) -> web.StreamResponse | Upstreamed:
         if public:
             row = await self._bucket_row(ref, bucket)
             if not row["public"]:
@@ -485,7 +486,7 @@ class StorageUpstream:
             raise not_found("Object")
         return await self._stream(ref, request, obj, name)
 
-    async def _stream(self, ref: str, request: web.Request, obj: dict[str, Any], name: str) -> Streamed:
+    async def _stream(self, ref: str, request: web.Request, obj: dict[str, Any], name: str) -> Upstreamed:
         meta = obj["metadata"] or {}
         try:
             handle = await asyncio.to_thread(self.store.open_read, bucket_of_store(ref), f"objects/{obj['version']}")
@@ -511,7 +512,7 @@ class StorageUpstream:
                     return
                 yield chunk
 
-        return Streamed(status=200, headers=headers, body=body(), release=handle.close)
+        return Upstreamed(status=200, headers=headers, body=body(), release=handle.close)
 
     # -- signed URLs ---------------------------------------------------------------------------
     async def _sign(self, ref: str, payload: dict[str, Any], expires_in: Any) -> str:
@@ -562,7 +563,7 @@ class StorageUpstream:
                             "path": p, "signedURL": None})
         return json_response(200, out)
 
-    async def signed_download(self, ref: str, request: web.Request, bucket: str, name: str) -> Streamed:
+    async def signed_download(self, ref: str, request: web.Request, bucket: str, name: str) -> Upstreamed:
         await self._verify(ref, request.query.get("token", ""), f"{bucket}/{name}")
         async with self._tx(ref, None) as conn:
             obj = await (await conn.execute("SELECT id, version, metadata, updated_at FROM storage.objects "

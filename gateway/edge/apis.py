@@ -1,4 +1,4 @@
-"""What the project's Auth and Storage APIs share inside the project edge: the tenant
+"""What the project's Auth and Storage APIs (auth.py, storage.py) share inside the project edge: the tenant
 directory (JWT secret, keys, auth settings and the API's database login of a project, over
 RPC, cached a few seconds), per-tenant connection pools opened on demand and closed when idle,
 and the caller's JWT.
@@ -240,14 +240,3 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return web.Response(status=status, body=json.dumps(body, default=str).encode(), content_type="application/json",
                         headers=headers)
 
-
-@dataclass
-class Streamed:
-    """An answer the edge streams out (the shape of gateway.edge.app.Upstreamed, which this
-    package does not import: services never import the gateway)."""
-
-    status: int
-    headers: Any
-    body: AsyncIterator[bytes]
-    reason: str | None = None
-    release: Callable[[], Any] | None = None

@@ -9,7 +9,7 @@ refresh_token grants (refresh-token rotation with reuse detection), GET/PUT /use
 HS256 JWTs with Supabase's claims, signed with the project's JWT secret. OAuth, OTP, magic
 links, MFA, SSO, recovery mail and PKCE answer 501 naming the feature. Errors carry GoTrue's
 `error_code`s. Imports aiohttp, bcrypt, PyJWT, psycopg, the standard library, the shared
-mail port and this package's common module.
+mail port and the edge's apis.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from psycopg_pool import PoolTimeout
 from services.shared.mail import Mail, Mailer, make_mailer
 from services.shared.settings import Settings
 
-from .common import Caller, Gone, TenantDirectory, bearer, decode, json_response
+from .apis import Caller, Gone, TenantDirectory, bearer, decode, json_response
 
 log = logging.getLogger("gateway.edge.auth")
 
