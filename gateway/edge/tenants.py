@@ -136,8 +136,9 @@ def is_not_found(exc: BaseException) -> bool:
 class Tenants:
     """ref -> Tenant | None (unknown or deleted), cached `ttl` seconds; one fetch per ref at a time."""
 
-    def __init__(self, settings: Settings, fetch: Callable[[str], dict[str, Any]]):
+    def __init__(self, settings: Settings, fetch: Callable[[str], dict[str, Any]], *, refresh_interval: float = 1.0):
         self.settings = settings
+        self.refresh_interval = refresh_interval
         self.fetch = fetch
         self.ttl = settings.edge_tenant_ttl_s
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
@@ -176,7 +177,7 @@ class Tenants:
                 fut.exception()  # mark retrieved
 
     def may_refresh(self, ref: str) -> bool:
-        return time.monotonic() - self._refreshed.get(ref, 0.0) > 1.0
+        return time.monotonic() - self._refreshed.get(ref, 0.0) >= self.refresh_interval
 
     def forget(self, ref: str) -> None:
         self._cache.pop(ref, None)
