@@ -247,7 +247,7 @@ class Supervisor:
         recent.append(time.monotonic())
         self._crashes[proc.ref] = recent
         in_use = time.monotonic() - proc.last_used < self.idle_s
-        if in_use and len(recent) <= 5 and time.monotonic() - proc.started_at > 1.0:
+        if in_use and len(recent) <= 5:
             tenant = await self.tenants.get(proc.ref)
             if tenant is not None and tenant.live:
                 with contextlib.suppress(Exception):
