@@ -263,6 +263,7 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=50)
     ap.add_argument("--active", type=int, default=10)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (process logs) and say where")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-apis-"))
     os.chmod(workdir, 0o711)
@@ -306,7 +307,10 @@ def main() -> None:
               f"rss_active_mb={busy:.0f} rss_per_active_mb={per_active:.1f}")
     finally:
         bench.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"logs kept in {workdir / 'logs'}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

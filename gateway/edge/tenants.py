@@ -156,7 +156,11 @@ class Tenants:
         self._inflight[ref] = fut
         try:
             try:
+                t0 = time.monotonic()
                 data = await asyncio.to_thread(self.fetch, ref)
+                took = time.monotonic() - t0
+                if took > 0.1:
+                    log.info("looking project %s up took %.0f ms", ref, took * 1000)
                 value: Tenant | None = tenant_from(data, self.settings)
             except Exception as exc:  # noqa: BLE001
                 if not is_not_found(exc):

