@@ -36,6 +36,7 @@ bench: venv npm infra
 	$(VENV)/bin/python bench/broker.py
 	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/functions.py
+	$(VENV)/bin/python bench/project_apis.py
 
 lock:
 	$(PY) -m venv /tmp/lockvenv && /tmp/lockvenv/bin/pip install -q -r requirements.in && /tmp/lockvenv/bin/pip freeze > requirements.lock

@@ -79,6 +79,9 @@ def postgrest_env(tenant: Tenant, password: str, socket_path: Path) -> dict[str,
         "PGRST_DB_SCHEMAS": str(pg.get("db_schema") or "public"),
         "PGRST_DB_EXTRA_SEARCH_PATH": str(pg.get("db_extra_search_path") or "public,extensions"),
         "PGRST_DB_CHANNEL_ENABLED": "true",
+        # Configured here only: no settings read from the database (one query less at start,
+        # and nothing in the tenant's database can change how its PostgREST runs).
+        "PGRST_DB_CONFIG": "false",
         "PGRST_DB_CHANNEL": "pgrst",
         "PGRST_SERVER_UNIX_SOCKET": str(socket_path),
         "PGRST_SERVER_UNIX_SOCKET_MODE": "600",
@@ -169,11 +172,10 @@ class Supervisor:
         import psycopg
         from psycopg import sql
 
-        from services.provisioner.drivers.local import scram_verifier
-
         with psycopg.connect(self.settings.conninfo_for("postgres"), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role),
-                                                                   sql.Literal(scram_verifier(password))))
+            # The verifier computed here: the plaintext never travels in a statement.
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
 
     async def _start(self, ref: str, env: dict[str, str], fp: str) -> Proc:
         if not self.bin.exists():
@@ -248,7 +250,7 @@ class Supervisor:
         recent.append(time.monotonic())
         self._crashes[proc.ref] = recent
         in_use = time.monotonic() - proc.last_used < self.idle_s
-        if in_use and len(recent) <= 5 and time.monotonic() - proc.started_at > 1.0:
+        if in_use and len(recent) <= 5:
             tenant = await self.tenants.get(proc.ref)
             if tenant is not None and tenant.live:
                 with contextlib.suppress(Exception):

@@ -136,8 +136,9 @@ def is_not_found(exc: BaseException) -> bool:
 class Tenants:
     """ref -> Tenant | None (unknown or deleted), cached `ttl` seconds; one fetch per ref at a time."""
 
-    def __init__(self, settings: Settings, fetch: Callable[[str], dict[str, Any]]):
+    def __init__(self, settings: Settings, fetch: Callable[[str], dict[str, Any]], *, refresh_interval: float = 1.0):
         self.settings = settings
+        self.refresh_interval = refresh_interval
         self.fetch = fetch
         self.ttl = settings.edge_tenant_ttl_s
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
@@ -155,7 +156,11 @@ class Tenants:
         self._inflight[ref] = fut
         try:
             try:
+                t0 = time.monotonic()
                 data = await asyncio.to_thread(self.fetch, ref)
+                took = time.monotonic() - t0
+                if took > 0.1:
+                    log.info("looking project %s up took %.0f ms", ref, took * 1000)
                 value: Tenant | None = tenant_from(data, self.settings)
             except Exception as exc:  # noqa: BLE001
                 if not is_not_found(exc):
@@ -176,7 +181,7 @@ class Tenants:
                 fut.exception()  # mark retrieved
 
     def may_refresh(self, ref: str) -> bool:
-        return time.monotonic() - self._refreshed.get(ref, 0.0) > 1.0
+        return time.monotonic() - self._refreshed.get(ref, 0.0) >= self.refresh_interval
 
     def forget(self, ref: str) -> None:
         self._cache.pop(ref, None)

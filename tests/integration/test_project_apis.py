@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jwt
 import psycopg
@@ -211,3 +212,74 @@ Deno.serve(async (req) => Response.json({ got: await req.json(), auth: !!req.hea
 
     assert wait_for("REST after restore", titles, timeout=30) == ["a1", "a2", "a3", "b1", "b2"]
     assert len(pg_procs(ref)) == 1
+
+
+@pytest.fixture
+def own_edge(settings: Settings, platform: Any) -> Iterator[dict[str, Any]]:
+    """A second project edge process of this platform with a short idle period, to kill at will."""
+    from services.shared.runner import child_env
+    from tests.conftest import free_port
+
+    port = free_port()
+    s = settings.with_overrides(edge_port=port, edge_public_url=f"http://127.0.0.1:{port}", rest_idle_s=2.0)
+    log = open(ROOT / "artifacts" / f"edge-{port}.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.edge"], env=child_env(s), cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        wait_for("the second edge", lambda: _up(f"http://127.0.0.1:{port}/health"), timeout=30)
+        yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "port": port}
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _rest_procs_of(edge_port: int, ref: str) -> list[int]:
+    """PostgREST processes of `ref` run by the edge on `edge_port` (its socket folder names the port)."""
+    return [pid for pid in pg_procs(ref)
+            if f"supaplatform-rest-{os.getuid()}-{edge_port}/".encode() in Path(f"/proc/{pid}/environ").read_bytes()]
+
+
+def test_on_demand_idle_crash_and_no_orphans(own_edge: dict[str, Any], two_projects: dict[str, Any]) -> None:
+    a = two_projects["a"]
+    ref, port = a["ref"], own_edge["port"]
+    url = f"{own_edge['url']}/{ref}/rest/v1/"
+    hdr = {"apikey": a["anon"]}
+    assert _rest_procs_of(port, ref) == []
+
+    # On demand: the first request starts it.
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
+    [first] = _rest_procs_of(port, ref)
+
+    # A crash while in use: the supervisor starts a new one (and requests keep working).
+    os.kill(first, 9)
+    restarted = wait_for("a restarted PostgREST", lambda: [p for p in _rest_procs_of(port, ref) if p != first],
+                         timeout=15)
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
+    assert _rest_procs_of(port, ref) == restarted
+
+    # Idle past rest_idle_s (2 s here): stopped; the next request starts it again.
+    wait_for("the idle PostgREST to stop", lambda: _rest_procs_of(port, ref) == [], timeout=20)
+    r = requests.get(url, headers=hdr, timeout=20)
+    assert r.status_code == 200, r.text
+    [again] = _rest_procs_of(port, ref)
+
+    # The edge killed outright (no cleanup of its own): no orphan survives it (PDEATHSIG).
+    own_edge["proc"].kill()
+    own_edge["proc"].wait(10)
+    wait_for("PostgREST to die with its edge", lambda: not Path(f"/proc/{again}").exists()
+             or b"State:\tZ" in Path(f"/proc/{again}/status").read_bytes(), timeout=10)
