@@ -529,25 +529,25 @@ class LocalDriver(Driver):
         return self._secret_box
 
     def _create_service_logins(self, conn: psycopg.Connection, ref: str) -> list[str]:
-        """The Auth and Storage APIs' own logins: random passwords stored encrypted in the
-        platform database, their SCRAM verifiers here. The storage login switches to the
-        caller's role (anon/authenticated/service_role) per request, as Supabase Storage does."""
+        """The Auth and Storage APIs' own logins: random passwords stored encrypted as the
+        role's comment (services/provisioner/logins.py), their SCRAM verifiers here. The
+        storage login switches to the caller's role (anon/authenticated/service_role) per
+        request, as Supabase Storage does."""
         made = []
-        with self._admin(self.settings.db_name) as platform:
-            for service in logins.SERVICES:
-                role = logins.login_role(service, ref)
-                password = logins.ensure_password(platform, self._box(), ref, role)
-                if not self._role_exists(conn, role):
-                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-                ident = {"role": sql.Identifier(role), "owner": sql.Identifier(owner_role(ref)),
-                         "group": sql.Identifier(group_role(ref)), "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
-                conn.execute(sql.SQL("ALTER ROLE {role} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
-                    pw=sql.Literal(scram_verifier(password)), **ident))
-                conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}; "
-                                     "GRANT {role} TO {owner}").format(**ident))
-                if service == "storage":
-                    conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {role}").format(**ident))
-                made.append(role)
+        for service in logins.SERVICES:
+            role = logins.login_role(service, ref)
+            if not self._role_exists(conn, role):
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            password = logins.ensure_password(conn, self._box(), ref, role)
+            ident = {"role": sql.Identifier(role), "owner": sql.Identifier(owner_role(ref)),
+                     "group": sql.Identifier(group_role(ref)), "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
+            conn.execute(sql.SQL("ALTER ROLE {role} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
+                pw=sql.Literal(scram_verifier(password)), **ident))
+            conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}; "
+                                 "GRANT {role} TO {owner}").format(**ident))
+            if service == "storage":
+                conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {role}").format(**ident))
+            made.append(role)
         return made
 
     def tenant_login(self, ref: str, service: str) -> dict[str, Any]:
@@ -556,9 +556,8 @@ class LocalDriver(Driver):
         if service not in logins.SERVICES:
             raise StepError(f"no login for {service!r}", permanent=True)
         role = logins.login_role(service, ref)
-        with self._admin(self.settings.db_name) as platform:
-            platform.execute(logins.DDL)
-            password = logins.read_password(platform, self._box(), ref, role)
+        with self._admin() as conn:
+            password = logins.read_password(conn, self._box(), ref, role)
         if password is None:
             raise StepError(f"project {ref} has no {service} login", permanent=True)
         return {"host": self.settings.tenant_db_host, "port": self.settings.tenant_db_port, "dbname": ref,
@@ -722,8 +721,6 @@ class LocalDriver(Driver):
                 if self._role_exists(conn, role):
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
                     dropped.append(role)
-        with self._admin(self.settings.db_name) as platform:
-            logins.forget(platform, ref)
         return {"roles_dropped": dropped}
 
     def delete_bucket(self, ctx: StepContext) -> dict[str, Any]:
