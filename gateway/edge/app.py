@@ -261,6 +261,7 @@ class Edge:
         if tenant is None:
             return _json(404, f"project {call.ref} not found", rid)
         if not tenant.live:
+            await self.stop_tenant(call.ref, forget=False)  # whatever still runs for it (no-op if nothing)
             word = "paused" if tenant.status in ("INACTIVE", "PAUSING", "PAUSE_FAILED") else "not available"
             return _json(503, f"project {call.ref} is {word} ({tenant.status}); restore it from the dashboard "
                               "or the Management API", rid)
@@ -289,9 +290,9 @@ class Edge:
                 call.claims = user
         return None
 
-    async def stop_tenant(self, ref: str) -> None:
+    async def stop_tenant(self, ref: str, forget: bool = True) -> None:
         """The project was paused or deleted: every upstream drops what it runs or holds for it."""
-        if self.tenants is not None:
+        if forget and self.tenants is not None:
             self.tenants.forget(ref)
         for upstream in self.upstreams.values():
             stop = getattr(upstream, "stop_tenant", None)

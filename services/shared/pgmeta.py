@@ -119,13 +119,21 @@ class PgMeta:
                    "PG_META_HOST": "127.0.0.1", "PG_META_PORT": str(self.port), "CRYPTO_KEY": self._key,
                    # No database of its own: without the header it reaches nothing.
                    "PG_META_DB_URL": "postgresql://nobody@127.0.0.1:1/nothing", "NODE_ENV": "production"}
-            self._proc = subprocess.Popen(["node", str(SERVER)], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True, preexec_fn=_die_with_parent)
+            log_path = Path(self.settings.state_dir)
+            if not log_path.is_absolute():
+                log_path = ROOT / log_path
+            log_path = log_path / "log" / "pg-meta.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_path = log_path
+            with open(log_path, "ab") as out:
+                self._proc = subprocess.Popen(["node", str(SERVER)], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                              stdout=out, stderr=subprocess.STDOUT,
+                                              start_new_session=True, preexec_fn=_die_with_parent)
             deadline = time.monotonic() + timeout
             while True:
                 if self._proc.poll() is not None:
-                    raise PgMetaError(f"postgres-meta exited at start ({self._proc.returncode})")
+                    tail = log_path.read_bytes()[-600:].decode(errors="replace").strip().splitlines()[-3:]
+                    raise PgMetaError(f"postgres-meta exited at start ({self._proc.returncode}): {' | '.join(tail)}")
                 try:
                     if self._session.get(self.base + "/health", timeout=1).status_code == 200:
                         break

@@ -5,6 +5,7 @@ demand, lists a tenant's own tables through the tenant's login, refuses requests
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
@@ -28,9 +29,22 @@ def test_encryption_is_cryptojs_compatible() -> None:
         decrypt_connection(token, "another key")
 
 
+def two_free_ports() -> int:
+    """A port that is free, and the one after it too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
 @pytest.fixture
 def meta(settings: Settings) -> Iterator[PgMeta]:
-    port = free_port()  # (postgres-meta also takes port + 1 for its metrics)
+    port = two_free_ports()  # postgres-meta also takes port + 1 for its metrics
     m = PgMeta(settings.with_overrides(pg_meta_port=port, pg_meta_idle_s=3.0))
     try:
         yield m
