@@ -3,7 +3,6 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-NODE_STAMP := node_modules/.installed
 
 .PHONY: run test infra venv npm lock clean bench
 
@@ -16,12 +15,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-# PostgREST (each project's REST API) and supabase-js (the API tests), from the lock.
-$(NODE_STAMP): package.json package-lock.json
+# npm packages, from the lock only: PostgREST (each project's REST API), postgres-meta
+# (database tools), and what the tests drive (supabase-js, the Supabase MCP server).
+NPM_STAMP := node_modules/.installed
+$(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+	touch $(NPM_STAMP)
 
-npm: $(NODE_STAMP)
+npm: $(NPM_STAMP)
 
 infra:
 	bash scripts/ensure_infra.sh

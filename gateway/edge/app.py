@@ -107,7 +107,7 @@ class Call:
 class Upstream(Protocol):
     """Optional attributes, read with getattr: `key_required` (default True: the edge demands
     this project's apikey and hands the upstream its Tenant), `open_paths` (rests reachable
-    without a key), `cors` (default: key_required; the edge answers preflights and adds
+    without a key; anything with `in`), `keyless(call) -> bool` (the same, decided per call), `cors` (default: key_required; the edge answers preflights and adds
     Supabase's CORS headers), `async stop_tenant(ref)` (the project paused, went away or idled)."""
 
     prefix: str  # path segment(s) after the ref, e.g. "functions/v1"
@@ -269,7 +269,8 @@ class Edge:
         apikey = request.headers.get("apikey") or request.query.get("apikey")
         bearer = _bearer(request.headers.get("Authorization"))
         if apikey is None:
-            if call.rest in getattr(upstream, "open_paths", ()):
+            keyless = getattr(upstream, "keyless", None)  # e.g. public or signed storage URLs
+            if call.rest in getattr(upstream, "open_paths", ()) or (keyless is not None and keyless(call)):
                 call.tenant = tenant
                 return None
             return _json(401, "No API key found in request", rid,

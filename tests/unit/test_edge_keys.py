@@ -50,6 +50,10 @@ class Echo:
     prefix = "rest/v1"
     open_paths = ("/open",)
 
+    @staticmethod
+    def keyless(call: Call) -> bool:
+        return call.rest.startswith("/public/") and call.request.method == "GET"
+
     def __init__(self) -> None:
         self.calls: list[Call] = []
 
@@ -111,11 +115,15 @@ def test_apikey_must_be_this_projects() -> None:
             assert r.status == 200 and await r.text() == "".join(f"{i}," for i in range(50))
         async with http.get(f"/{A}/rest/v1/todos?apikey={key(A, 'service_role')}") as r:
             assert r.status == 200
-        assert [c.role for c in rest.calls] == ["anon", "service_role"]
+        assert [c.role for c in rest.calls[:2]] == ["anon", "service_role"]
         assert all(c.tenant is not None and c.tenant.ref == A for c in rest.calls)
         # An open path (GoTrue's /verify link) needs no key; a key-less upstream sees no tenant.
         async with http.get(f"/{A}/rest/v1/open") as r:
             assert r.status == 200
+        async with http.get(f"/{A}/rest/v1/public/x") as r:  # keyless(call) said so
+            assert r.status == 200
+        async with http.post(f"/{A}/rest/v1/public/x") as r:  # ...for GET only
+            assert r.status == 401
         async with http.get(f"/{A}/functions/v1/hello") as r:
             # Functions answer CORS themselves (as on Supabase): the edge leaves theirs alone.
             assert r.status == 200 and r.headers.getall("Access-Control-Allow-Origin") == ["https://evil.example"]

@@ -42,6 +42,7 @@ class StepContext:
     ref: str
     operation_id: str
     credentials: Callable[[], TenantCredentials]
+    org: str = ""  # the project's organization slug, when the saga knows it (labels)
 
 
 class Driver(ABC):
