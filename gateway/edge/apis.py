@@ -162,7 +162,7 @@ class TenantDirectory:
             # Checked when handed out: a pause kills the project's sessions, and a restore
             # must not meet a dead one (a loopback round trip).
             check=AsyncConnectionPool.check_connection,
-            min_size=0, max_size=self.pool_max, max_idle=self.pool_idle_s, open=False, timeout=10.0,
+            min_size=0, max_size=self.pool_max, max_idle=self.pool_idle_s, open=False, timeout=5.0,
             num_workers=1, name=f"{service}:{ref}")
         await pool.open(wait=False)
         self._pools[key] = (pool, time.monotonic())

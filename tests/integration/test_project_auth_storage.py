@@ -232,9 +232,14 @@ def test_auth_and_storage_through_the_project_url(http: Any, edge_url: str, sett
     tok = project["token"]
     assert http.post(f"/v1/projects/{ref}/pause", token=tok).status_code == 200
     assert wait_status(http, tok, ref, {"INACTIVE", "PAUSE_FAILED"})["status"] == "INACTIVE"
-    wait_for("the paused project's Auth to say so", lambda: requests.post(
-        f"{base}/auth/v1/token?grant_type=password", headers={"apikey": anon}, timeout=10,
-        json={"email": email, "password": PASSWORD}).status_code == 503, timeout=20)
+    def paused_answer() -> bool:
+        try:
+            return requests.post(f"{base}/auth/v1/token?grant_type=password", headers={"apikey": anon}, timeout=15,
+                                 json={"email": email, "password": PASSWORD}).status_code == 503
+        except requests.Timeout:
+            return False
+
+    wait_for("the paused project's Auth to say so", paused_answer, timeout=40)
     assert http.post(f"/v1/projects/{ref}/restore", token=tok).status_code == 200
     assert wait_status(http, tok, ref, {"ACTIVE_HEALTHY", "RESTORE_FAILED"})["status"] == "ACTIVE_HEALTHY"
 
