@@ -20,12 +20,15 @@ WORKDIR /app
 # workers do too, each in its own user namespace: docker-compose.yml lets that container
 # create them).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client-15 bubblewrap \
+    && apt-get install -y --no-install-recommends postgresql-client-15 bubblewrap nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 
 # The lock first, on its own layer, so a code change does not reinstall every dependency.
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
+# PostgREST (each project's REST API, run by the project edge) from the npm lock.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
 
 COPY . .
 # As the Makefile does: --no-deps because everything is pinned above; this adds the console

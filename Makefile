@@ -15,7 +15,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-# npm packages the tests drive (the Supabase MCP server), from the lock only.
+# npm packages, from the lock only: PostgREST (each project's REST API), postgres-meta
+# (database tools), and what the tests drive (supabase-js, the Supabase MCP server).
 NPM_STAMP := node_modules/.installed
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -26,19 +27,20 @@ npm: $(NPM_STAMP)
 infra:
 	bash scripts/ensure_infra.sh
 
-run: venv infra
+run: venv npm infra
 	$(VENV)/bin/platform-run
 
 test: venv npm infra
 	$(VENV)/bin/python -m pytest
 
-bench: venv infra
+bench: venv npm infra
 	$(VENV)/bin/python bench/broker.py
 	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/functions.py
+	$(VENV)/bin/python bench/project_apis.py
 
 lock:
 	$(PY) -m venv /tmp/lockvenv && /tmp/lockvenv/bin/pip install -q -r requirements.in && /tmp/lockvenv/bin/pip freeze > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache var
+	rm -rf $(VENV) .pytest_cache var node_modules

@@ -46,6 +46,7 @@ from services.shared.settings import Settings, load_settings
 
 from ..paths import unsafe_path
 from ..usage import UsageMeter
+from .tenants import Tenant, Tenants, verify_jwt
 
 log = logging.getLogger("gateway.edge")
 
@@ -58,6 +59,13 @@ STRIPPED_IN = {"cookie", "x-csrf-token", "x-forwarded-for", "x-forwarded-host", 
 CREDENTIAL_HEADERS = ("authorization", "apikey")
 PLATFORM_TOKEN = re.compile(r"(^|\s)sbp_", re.I)
 PLATFORM_COOKIE = re.compile(r"^\s*(__Host-|__Secure-)?sp_", re.I)
+# CORS as Supabase's API gateway answers it, for the APIs that have it (REST, Auth, Storage).
+CORS_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS"
+CORS_DEFAULT_HEADERS = ("authorization, x-client-info, apikey, content-type, accept, accept-profile, "
+                        "content-profile, prefer, range, x-upsert, x-supabase-api-version")
+CORS_EXPOSE = ("Content-Encoding, Content-Location, Content-Range, Content-Type, Date, Location, Server, "
+               "Transfer-Encoding, Range-Unit, Content-Profile, Preference-Applied, X-Request-Id, "
+               "X-Supabase-Api-Version")
 
 
 def _json(status: int, message: str, request_id: str, **extra: Any) -> web.Response:
@@ -77,16 +85,31 @@ class Upstreamed:
 
 @dataclass
 class Call:
-    """One request as an upstream sees it: already checked and cleaned by the edge."""
+    """One request as an upstream sees it: already checked and cleaned by the edge
+    (docs/edge.md, "Mounting an upstream")."""
 
     request: web.Request
     ref: str
     rest: str  # raw (still percent-encoded) path after the upstream's prefix, starting with "/" or empty
-    headers: CIMultiDict[str]  # inbound headers without credentials or hop-by-hop ones
+    headers: CIMultiDict[str]  # inbound headers without platform credentials or hop-by-hop ones
     request_id: str
+    tenant: Tenant | None = None  # None only for upstreams with key_required = False
+    apikey_claims: dict[str, Any] | None = None  # the verified apikey's claims
+    claims: dict[str, Any] | None = None  # the verified Bearer JWT's claims, else the apikey's
+    bearer: str | None = None  # the raw Bearer token, if any
+    jwt_error: str | None = None  # why the Bearer token failed, if it did
+
+    @property
+    def role(self) -> str | None:
+        return None if self.claims is None else str(self.claims.get("role") or "") or None
 
 
 class Upstream(Protocol):
+    """Optional attributes, read with getattr: `key_required` (default True: the edge demands
+    this project's apikey and hands the upstream its Tenant), `open_paths` (rests reachable
+    without a key; anything with `in`), `keyless(call) -> bool` (the same, decided per call), `cors` (default: key_required; the edge answers preflights and adds
+    Supabase's CORS headers), `async stop_tenant(ref)` (the project paused, went away or idled)."""
+
     prefix: str  # path segment(s) after the ref, e.g. "functions/v1"
 
     async def open(self, call: Call) -> web.StreamResponse | Upstreamed: ...
@@ -123,10 +146,33 @@ def clean_response_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) ->
     return out
 
 
+def add_cors(headers: Any) -> None:
+    for k in [k for k in headers if k.lower().startswith("access-control-")]:
+        del headers[k]
+    headers["Access-Control-Allow-Origin"] = "*"
+    headers["Access-Control-Expose-Headers"] = CORS_EXPOSE
+
+
+def preflight(request: web.Request, request_id: str) -> web.Response:
+    asked = request.headers.get("Access-Control-Request-Headers")
+    return web.Response(status=200, headers={
+        "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Allow-Headers": asked or CORS_DEFAULT_HEADERS, "Access-Control-Max-Age": "3600",
+        "Vary": "Access-Control-Request-Headers", "X-Request-Id": request_id})
+
+
+def _bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 class Edge:
     def __init__(self, settings: Settings, meter: UsageMeter | None = None,
-                 org_lookup: Callable[[str], str] | None = None):
+                 org_lookup: Callable[[str], str] | None = None, tenants: Tenants | None = None):
         self.settings = settings
+        self.tenants = tenants
         self.upstreams: dict[str, Upstream] = {}
         public = urlsplit(settings.edge_public_url)
         self.public_host = public.netloc
@@ -171,26 +217,97 @@ class Edge:
             return _json(404, "no such project API here: use <project URL>/<api>/…, e.g. /<ref>/functions/v1/<slug>",
                          request_id)
         ref, upstream, rest, forwarded = found
+        key_required = getattr(upstream, "key_required", True)
+        cors = getattr(upstream, "cors", key_required)
+        if cors and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            return preflight(request, request_id)
         headers = clean_request_headers(request.headers, forwarded_host=forwarded, forwarded_proto=self.public_proto,
                                         peer=request.remote)
         headers["X-Request-Id"] = request_id
         call = Call(request=request, ref=ref, rest=rest, headers=headers, request_id=request_id)
+        if key_required:
+            refused = await self._check_key(call, upstream)
+            if refused is not None:
+                if cors:
+                    add_cors(refused.headers)
+                await self._count(ref, refused.status, len(refused.body) if isinstance(refused.body, bytes) else 0,
+                                  request)
+                return refused
         try:
             answer = await upstream.open(call)
         except Exception:  # noqa: BLE001
             log.exception("%s upstream failed for %s", upstream.prefix, ref)
-            return _json(502, f"the {upstream.prefix} service is unavailable; try again shortly", request_id)
+            answer = _json(502, f"the {upstream.prefix} service is unavailable; try again shortly", request_id)
         if isinstance(answer, web.StreamResponse):  # a complete answer of the upstream's own (an error)
             answer.headers["X-Request-Id"] = request_id
+            if cors:
+                add_cors(answer.headers)
             body = answer.body if isinstance(answer, web.Response) else None
             await self._count(ref, answer.status, len(body) if isinstance(body, bytes) else 0, request)
             return answer
-        return await self._stream(request, ref, answer, request_id)
+        return await self._stream(request, ref, answer, request_id, cors)
 
-    async def _stream(self, request: web.Request, ref: str, answer: Upstreamed, request_id: str) -> web.StreamResponse:
+    async def _check_key(self, call: Call, upstream: Upstream) -> web.Response | None:
+        """Kong's part: the project must be live and the apikey this project's; the Bearer
+        token is verified (not refused: the API behind decides). None when the call may go on."""
+        rid = call.request_id
+        if self.tenants is None:
+            return _json(502, f"the {upstream.prefix} service is unavailable; try again shortly", rid)
+        try:
+            tenant = await self.tenants.get(call.ref)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("tenant lookup for %s failed: %s", call.ref, exc)
+            return _json(503, "the project's settings could not be read; try again shortly", rid)
+        if tenant is None:
+            return _json(404, f"project {call.ref} not found", rid)
+        if not tenant.live:
+            await self.stop_tenant(call.ref, forget=False)  # whatever still runs for it (no-op if nothing)
+            word = "paused" if tenant.status in ("INACTIVE", "PAUSING", "PAUSE_FAILED") else "not available"
+            return _json(503, f"project {call.ref} is {word} ({tenant.status}); restore it from the dashboard "
+                              "or the Management API", rid)
+        request = call.request
+        apikey = request.headers.get("apikey") or request.query.get("apikey")
+        bearer = _bearer(request.headers.get("Authorization"))
+        if apikey is None:
+            keyless = getattr(upstream, "keyless", None)  # e.g. public or signed storage URLs
+            if call.rest in getattr(upstream, "open_paths", ()) or (keyless is not None and keyless(call)):
+                call.tenant = tenant
+                return None
+            return _json(401, "No API key found in request", rid,
+                         hint="No `apikey` request header or url param was found.")
+        claims, why = verify_jwt(apikey, tenant)
+        if claims is None and self.tenants.may_refresh(call.ref):  # perhaps rotated since we cached it
+            fresh = await self.tenants.get(call.ref, refresh=True)
+            if fresh is not None and fresh.live:
+                tenant = fresh
+                claims, why = verify_jwt(apikey, tenant)
+        if claims is None:
+            return _json(401, "Invalid API key", rid, hint="Double check your Supabase `anon` or `service_role` API key.")
+        call.tenant, call.apikey_claims, call.claims = tenant, claims, claims
+        if bearer is not None:
+            call.bearer = bearer
+            user, call.jwt_error = verify_jwt(bearer, tenant)
+            if user is not None:
+                call.claims = user
+        return None
+
+    async def stop_tenant(self, ref: str, forget: bool = True) -> None:
+        """The project was paused or deleted: every upstream drops what it runs or holds for it."""
+        if forget and self.tenants is not None:
+            self.tenants.forget(ref)
+        for upstream in self.upstreams.values():
+            stop = getattr(upstream, "stop_tenant", None)
+            if stop is not None:
+                with contextlib.suppress(Exception):
+                    await stop(ref)
+
+    async def _stream(self, request: web.Request, ref: str, answer: Upstreamed, request_id: str,
+                      cors: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(status=answer.status, reason=answer.reason)
         response.headers.extend(clean_response_headers(answer.headers))
         response.headers["X-Request-Id"] = request_id
+        if cors:
+            add_cors(response.headers)
         length = answer.headers.get("Content-Length")
         if length is not None and length.isdigit():
             response.content_length = int(length)
@@ -279,9 +396,28 @@ def build_edge(settings: Settings) -> Edge:
     from ..usage import build_meter
     from .functions import FunctionsUpstream
 
-    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings))
+    from .rest import RestUpstream
+    from .tenants import ProjectsRpc
+
+    rpc = ProjectsRpc(settings)
+    tenants = Tenants(settings, lambda ref: rpc.call("edge_tenant", ref))
+    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants)
     edge.mount(FunctionsUpstream(settings))
+    edge.mount(RestUpstream(settings, tenants))
+    mount_auth_and_storage(edge, settings)
     return edge
+
+
+def mount_auth_and_storage(edge: Edge, settings: Settings) -> None:
+    """The project's Auth and Storage APIs, in this process (auth.py, storage.py)."""
+    from .auth import AuthUpstream
+    from .apis import TenantDirectory
+    from .storage import StorageUpstream
+
+    directory = TenantDirectory(settings, ttl_s=settings.project_apis_cache_ttl_s,
+                                pool_idle_s=settings.project_apis_pool_idle_s)
+    edge.mount(AuthUpstream(settings, directory))
+    edge.mount(StorageUpstream(settings, directory))
 
 
 def main() -> None:

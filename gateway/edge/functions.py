@@ -28,6 +28,8 @@ class BodyTooLarge(Exception):
 
 class FunctionsUpstream:
     prefix = "functions/v1"
+    key_required = False  # as on Supabase: the runtime verifies the JWT (per function's verify_jwt)
+    cors = False  # the function's own code answers CORS, as on Supabase
 
     def __init__(self, settings: Settings):
         self.base = f"http://{settings.functions_runtime_host}:{settings.functions_runtime_port}"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
+
+import psycopg
 
 from psycopg_pool import ConnectionPool
 
@@ -18,11 +20,14 @@ PLATFORM_PREFIX = "_platform"
 
 
 class TenantMeasurer:
-    def __init__(self, pool: ConnectionPool, storage_root: Path | None):
+    def __init__(self, pool: ConnectionPool, storage_root: Path | None,
+                 tenant_conninfo: Callable[[str], str] | None = None):
         """`storage_root`: the local object store's directory; None when buckets live
-        elsewhere (S3), which this adapter cannot measure (see docs/metering.md)."""
+        elsewhere (S3): then the sizes the project's Storage API recorded in the tenant's
+        storage.objects are summed instead (`tenant_conninfo(ref)`: how to reach its database)."""
         self.pool = pool
         self.storage_root = storage_root
+        self.tenant_conninfo = tenant_conninfo
 
     def database_sizes(self, refs: Iterable[str]) -> dict[str, int]:
         """Bytes per tenant database that exists (one that is not created yet is skipped)."""
@@ -38,12 +43,30 @@ class TenantMeasurer:
     def storage_sizes(self, refs: Iterable[str]) -> dict[str, int]:
         """Bytes of objects per tenant bucket that exists."""
         if self.storage_root is None:
-            return {}
+            return self._table_sizes(refs) if self.tenant_conninfo is not None else {}
         out = {}
         for ref in refs:
             bucket = self.storage_root / f"sp-{ref}"
             if bucket.is_dir():
                 out[ref] = directory_bytes(bucket)
+        return out
+
+
+    def _table_sizes(self, refs: Iterable[str]) -> dict[str, int]:
+        """sum(metadata.size) of storage.objects per tenant database that has the table."""
+        assert self.tenant_conninfo is not None
+        out = {}
+        for ref in refs:
+            try:
+                with psycopg.connect(self.tenant_conninfo(ref), autocommit=True, connect_timeout=3,
+                                     application_name="metering") as conn:
+                    found = conn.execute("SELECT to_regclass('storage.objects')").fetchone()
+                    row = conn.execute("SELECT coalesce(sum((metadata->>'size')::bigint), 0) FROM storage.objects"
+                                       ).fetchone() if found and found[0] else None
+            except psycopg.Error:
+                continue  # paused, deleted, or not reachable now: no sample
+            if row and row[0] is not None:
+                out[ref] = int(row[0])
         return out
 
 

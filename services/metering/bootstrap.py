@@ -28,7 +28,7 @@ def build(settings: Settings, *, mailer: Mailer | None = None) -> MeteringApplic
     app = open_application(MeteringApplication, settings)
     pool = make_pool(settings, SCHEMA, DDL, max_size=4)
     app.usage = UsageStore(pool)
-    app.measurer = TenantMeasurer(pool, storage_root(settings))
+    app.measurer = TenantMeasurer(pool, storage_root(settings), settings.conninfo_for)
     app.mailer = mailer or make_mailer(settings)
     app.public_url = settings.public_url
     app.sample_interval_s = float(settings.metering_sample_interval_s)

@@ -100,7 +100,8 @@ class ProjectsApplication(GroupCommit, Application):
             secret = keys.new_jwt_secret()
             new = _NewProject(ref, entitlements, {
                 "name": name, "region": region, "db_pass_enc": self.box.encrypt(db_pass, ref),
-                "jwt_secret_enc": self.box.encrypt(secret, ref), "meta": meta},
+                "jwt_secret_enc": self.box.encrypt(secret, ref), "meta": meta,
+                "authenticator_pass_enc": self.box.encrypt(keys.new_jwt_secret(), ref)},
                 None if idempotency_key is None else {"scope": user_id, "key": idempotency_key,
                                                       "request_hash": request_hash})
             try:
@@ -444,9 +445,29 @@ class ProjectsApplication(GroupCommit, Application):
         secret = self.box.decrypt(project.jwt_secret_enc, ref)
         # The keys too, exactly as the API shows them: the functions runtime hands them to
         # workers (SUPABASE_ANON_KEY, SUPABASE_SERVICE_ROLE_KEY), and code may compare them.
-        return {"db_pass": self.box.decrypt(project.db_pass_enc, ref), "jwt_secret": secret,
-                "anon_key": keys.api_key(secret, ref, "anon", project.keys_issued_at),
-                "service_role_key": keys.api_key(secret, ref, "service_role", project.keys_issued_at)}
+        out = {"db_pass": self.box.decrypt(project.db_pass_enc, ref), "jwt_secret": secret,
+               "anon_key": keys.api_key(secret, ref, "anon", project.keys_issued_at),
+               "service_role_key": keys.api_key(secret, ref, "service_role", project.keys_issued_at)}
+        enc = getattr(project, "authenticator_pass_enc", "")
+        if enc:
+            out["authenticator_pass"] = self.box.decrypt(enc, ref)
+        return out
+
+    def edge_tenant(self, ref: str) -> dict[str, Any]:
+        """What the project edge needs to serve a project's APIs: its status, secrets and
+        keys (get_tenant_credentials), PostgREST and auth settings, and where its database is.
+        NotFound for unknown or deleted projects."""
+        project = self._project(ref)
+        self._require_live(project)
+        return {"ref": ref, "status": project.status, **self.get_tenant_credentials(ref),
+                "postgrest": dict(project.postgrest), "auth": self._auth_view(project),
+                "connection": dict(project.connection or {})}
+
+    def get_tenant_auth_config(self, ref: str) -> dict[str, Any]:
+        """Internal (the project edge's Auth API): the project's auth settings."""
+        project = self._project(ref)
+        self._require_live(project)
+        return {**self._auth_view(project), "status": project.status}
 
     # ===== provisioner outcomes (idempotent) ===================================================
     def apply_progress(self, envelope: dict[str, Any]) -> bool:

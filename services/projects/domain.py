@@ -37,13 +37,16 @@ class Project(Aggregate):
 
     @event("Requested")
     def __init__(self, ref: str, org_slug: str, name: str, region: str, db_pass_enc: str, jwt_secret_enc: str,
-                 keys_issued_at: int, operation_id: str, meta: Meta) -> None:
+                 keys_issued_at: int, operation_id: str, meta: Meta, authenticator_pass_enc: str = "") -> None:
         self.ref = ref
         self.org_slug = org_slug
         self.name = name
         self.region = region
         self.db_pass_enc = db_pass_enc
         self.jwt_secret_enc = jwt_secret_enc
+        # The password of the tenant's `authenticator.<ref>` login (PostgREST's); "" for
+        # projects created before REST ran (the edge then sets one of its own at start).
+        self.authenticator_pass_enc = authenticator_pass_enc
         self.keys_issued_at = keys_issued_at
         self.status = "COMING_UP"
         self.operation = "create"
@@ -141,6 +144,7 @@ class Project(Aggregate):
             # The tenant is gone: forget its secrets too.
             self.db_pass_enc = ""
             self.jwt_secret_enc = ""
+            self.authenticator_pass_enc = ""
         self._remember(message_id)
 
     def fail_operation(self, message_id: str, operation_id: str, operation: str, step: str, reason: str) -> bool:

@@ -112,6 +112,12 @@ class ProjectsService:
         return self.app.get_tenant_credentials(ref)
 
     @rpc(expected_exceptions=EXPECTED)
+    def edge_tenant(self, ref: str) -> dict[str, Any]:
+        return self.app.edge_tenant(ref)
+    def get_tenant_auth_config(self, ref: str) -> dict[str, Any]:
+        return self.app.get_tenant_auth_config(ref)
+
+    @rpc(expected_exceptions=EXPECTED)
     def project_org(self, ref: str) -> str:
         return self.app.project_org(ref)
 

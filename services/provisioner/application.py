@@ -236,6 +236,15 @@ class SagaRunner:
                 finished.append(view)
         return finished
 
+    def tenant_login(self, ref: str, service: str) -> dict[str, Any]:
+        login = getattr(self.driver, "tenant_login", None)
+        if login is None:
+            raise NotFound(f"the {self.driver.name} driver keeps no {service} login")
+        try:
+            return dict(login(ref, service))
+        except StepError as exc:
+            raise NotFound(str(exc)) from None
+
     def check_tenant(self, ref: str) -> dict[str, dict[str, Any]]:
         """Health of the tenant's services, by name (db, storage), as the driver sees them."""
         if not isinstance(ref, str) or not REF_RE.match(ref):

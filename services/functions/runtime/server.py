@@ -311,7 +311,8 @@ class Runtime:
 
 def _valid(token: str, secret: str, ref: str) -> bool:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
+        # Supabase user JWTs carry `aud` ("authenticated"): not checked, as Supabase's runtime does.
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"], "verify_aud": False})
     except jwt.InvalidTokenError:
         return False
     # Keys name their project; a user JWT carries none (its signature is what binds it).

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, TypedDict
 
 
-class TenantCredentials(TypedDict):
+class TenantCredentials(TypedDict, total=False):
     """What the projects service hands over for a tenant (over RPC, never in a message)."""
 
     db_pass: str
     jwt_secret: str
+    authenticator_pass: str  # PostgREST's login `authenticator.<ref>`; absent for older projects
 
 
 class StepError(Exception):

@@ -3,7 +3,8 @@ Supabase's roles and schemas) and buckets on the configured object store.
 
 Per tenant `<ref>` it creates:
 - roles `postgres.<ref>` (LOGIN, the user's db_pass as a SCRAM verifier; owns the database),
-  `authenticator.<ref>` (LOGIN NOINHERIT, random password, member of anon/authenticated/
+  `authenticator.<ref>` (LOGIN NOINHERIT, PostgREST's login: the password the projects
+  service keeps encrypted for it, member of anon/authenticated/
   service_role) and the NOLOGIN group `<ref>`; both logins are members of `<ref>` and of
   `supaplatform_tenants`. pg_hba.conf (scripts/ensure_infra.sh) makes members of
   `supaplatform_tenants` use scram-sha-256 and lets them reach only the database named
@@ -41,8 +42,12 @@ from psycopg import sql
 
 from services.shared.settings import Settings
 
+from services.shared.crypto import SecretBox, secret_box
+
+from .. import logins
 from ..storage import ObjectStore, StorageError, state_path
 from .base import Driver, StepContext, StepError
+from .tenant_sql import AUTH_SQL, GRANTS_SQL, STORAGE_SQL
 
 log = logging.getLogger("provisioner.local")
 
@@ -83,6 +88,43 @@ GRANT ALL ON ALL ROUTINES IN SCHEMA public TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
 ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT ALL ON ROUTINES TO anon, authenticated, service_role;
+"""
+
+# What the project APIs rely on (run in every new database, idempotent; owned by the
+# platform's role so tenant code cannot redefine them): schema changes tell PostgREST to
+# reload its schema cache (`NOTIFY pgrst`, as Supabase's event triggers do), and auth.uid(),
+# auth.role(), auth.email(), auth.jwt() read the caller's JWT claims as Supabase defines them.
+API_SQL = """
+CREATE SCHEMA IF NOT EXISTS graphql_public;
+GRANT USAGE ON SCHEMA graphql_public TO anon, authenticated, service_role;
+CREATE OR REPLACE FUNCTION extensions.pgrst_watch() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NOTIFY pgrst, 'reload schema';
+END $$;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_ddl_watch') THEN
+    CREATE EVENT TRIGGER pgrst_ddl_watch ON ddl_command_end EXECUTE FUNCTION extensions.pgrst_watch();
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'pgrst_drop_watch') THEN
+    CREATE EVENT TRIGGER pgrst_drop_watch ON sql_drop EXECUTE FUNCTION extensions.pgrst_watch();
+  END IF;
+END $$;
+CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'))::uuid
+$$;
+CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.role', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role'))::text
+$$;
+CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim.email', true), ''),
+                  (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email'))::text
+$$;
+CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('request.jwt.claim', true), ''),
+                  nullif(current_setting('request.jwt.claims', true), ''))::jsonb
+$$;
 """
 
 # Spare databases: built ahead (STRUCTURE_SQL done, CONNECT revoked from PUBLIC), ready when
@@ -313,6 +355,11 @@ class LocalDriver(Driver):
             "ALTER DATABASE {db} SET search_path TO \"$user\", public, extensions"
         ).format(db=sql.Identifier(db), owner=sql.Identifier(owner_role(ref)),
                  auth=sql.Identifier(authenticator_role(ref))))
+        # The Auth and Storage APIs' logins (absent for projects made before they existed).
+        for role in (logins.login_role(s, ref) for s in logins.SERVICES):
+            if self._role_exists(conn, role):
+                conn.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}").format(
+                    db=sql.Identifier(db), role=sql.Identifier(role)))
 
     def _create_closed_database(self, conn: psycopg.Connection, db: str, ref: str, template: str) -> bool:
         """CREATE DATABASE that nobody can connect to yet (see `_open_to_tenant`). False if
@@ -448,7 +495,11 @@ class LocalDriver(Driver):
 
     def create_roles(self, ctx: StepContext) -> dict[str, Any]:
         ref = check_ref(ctx.ref)
-        db_pass = ctx.credentials().get("db_pass")
+        creds = ctx.credentials()
+        db_pass = creds.get("db_pass")
+        # PostgREST's login: the password the projects service keeps (encrypted) for it.
+        # Projects created before that have none: the edge sets its own when it starts REST.
+        auth_pass = creds.get("authenticator_pass") or secrets.token_urlsafe(32)
         if not isinstance(db_pass, str) or not db_pass:
             raise StepError("the project has no database password", permanent=True)
         owner, auth, group = owner_role(ref), authenticator_role(ref), group_role(ref)
@@ -461,17 +512,56 @@ class LocalDriver(Driver):
                      "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
             conn.execute(sql.SQL("ALTER ROLE {owner} WITH LOGIN INHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
                 pw=sql.Literal(scram_verifier(db_pass)), **ident))
-            # Nothing needs the authenticator's password yet (no PostgREST runs); whatever
-            # runs it later sets its own. A re-run rotating it is therefore harmless.
             conn.execute(sql.SQL("ALTER ROLE {auth} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} "
-                                 "PASSWORD {pw}").format(pw=sql.Literal(scram_verifier(secrets.token_urlsafe(32))),
+                                 "PASSWORD {pw}").format(pw=sql.Literal(scram_verifier(auth_pass)),
                                                          **ident))
             conn.execute(sql.SQL(
                 "GRANT anon, authenticated, service_role TO {owner}, {auth}; "
                 "GRANT {group} TO {owner}, {auth}; "
                 "GRANT " + TENANTS_GROUP + " TO {owner}, {auth}"
             ).format(**ident))
-        return {"roles": [owner, auth, group]}
+            services = self._create_service_logins(conn, ref)
+        return {"roles": [owner, auth, group, *services]}
+
+    def _box(self) -> SecretBox:
+        if getattr(self, "_secret_box", None) is None:
+            self._secret_box = secret_box(self.settings)
+        return self._secret_box
+
+    def _create_service_logins(self, conn: psycopg.Connection, ref: str) -> list[str]:
+        """The Auth and Storage APIs' own logins: random passwords stored encrypted as the
+        role's comment (services/provisioner/logins.py), their SCRAM verifiers here. The
+        storage login switches to the caller's role (anon/authenticated/service_role) per
+        request, as Supabase Storage does."""
+        made = []
+        for service in logins.SERVICES:
+            role = logins.login_role(service, ref)
+            if not self._role_exists(conn, role):
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            password = logins.ensure_password(conn, self._box(), ref, role)
+            ident = {"role": sql.Identifier(role), "owner": sql.Identifier(owner_role(ref)),
+                     "group": sql.Identifier(group_role(ref)), "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
+            conn.execute(sql.SQL("ALTER ROLE {role} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
+                pw=sql.Literal(scram_verifier(password)), **ident))
+            conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}; "
+                                 "GRANT {role} TO {owner}").format(**ident))
+            if service == "storage":
+                conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {role}").format(**ident))
+            made.append(role)
+        return made
+
+    def tenant_login(self, ref: str, service: str) -> dict[str, Any]:
+        """Where and as whom the project's `service` API (auth, storage) reaches its database."""
+        check_ref(ref)
+        if service not in logins.SERVICES:
+            raise StepError(f"no login for {service!r}", permanent=True)
+        role = logins.login_role(service, ref)
+        with self._admin() as conn:
+            password = logins.read_password(conn, self._box(), ref, role)
+        if password is None:
+            raise StepError(f"project {ref} has no {service} login", permanent=True)
+        return {"host": self.settings.tenant_db_host, "port": self.settings.tenant_db_port, "dbname": ref,
+                "user": role, "password": password}
 
     def create_database(self, ctx: StepContext) -> dict[str, Any]:
         ref = check_ref(ctx.ref)
@@ -495,7 +585,22 @@ class LocalDriver(Driver):
             # Idempotent, and next to free when the database came with it (template, spare).
             conn.execute(STRUCTURE_SQL)
             conn.execute(sql.SQL(OWNERSHIP_SQL).format(owner=owner))
+            conn.execute(API_SQL)
+            self._install_apis(conn, ref)
         return {}
+
+    @staticmethod
+    def _install_apis(conn: psycopg.Connection, ref: str) -> None:
+        """Supabase's auth and storage schemas, each owned by its API's login."""
+        auth_admin = sql.Identifier(logins.login_role("auth", ref))
+        storage_admin = sql.Identifier(logins.login_role("storage", ref))
+        conn.execute(sql.SQL(GRANTS_SQL).format(auth_admin=auth_admin, storage_admin=storage_admin))
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(auth_admin))
+            conn.execute(AUTH_SQL)
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(storage_admin))
+            conn.execute(STORAGE_SQL)
 
     def create_bucket(self, ctx: StepContext) -> dict[str, Any]:
         bucket = bucket_name(check_ref(ctx.ref))
@@ -531,6 +636,10 @@ class LocalDriver(Driver):
             conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC, {owner}, {auth}").format(
                 db=sql.Identifier(ref), owner=sql.Identifier(owner_role(ref)),
                 auth=sql.Identifier(authenticator_role(ref))))
+            for role in (logins.login_role(s, ref) for s in logins.SERVICES):
+                if self._role_exists(conn, role):
+                    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM {role}").format(
+                        db=sql.Identifier(ref), role=sql.Identifier(role)))
             row = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE datname = %s AND pid <> pg_backend_pid()", (ref,)).fetchone()
         return {"sessions_closed": int(row[0]) if row else 0}
@@ -607,7 +716,8 @@ class LocalDriver(Driver):
         dropped = []
         with self._admin(autocommit=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"supaplatform:tenant:{ref}",))
-            for role in (owner_role(ref), authenticator_role(ref), group_role(ref)):
+            services = [logins.login_role(s, ref) for s in logins.SERVICES]
+            for role in (*services, owner_role(ref), authenticator_role(ref), group_role(ref)):
                 if self._role_exists(conn, role):
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
                     dropped.append(role)
