@@ -30,7 +30,7 @@ from services.shared.relay import PRODUCERS
 from services.shared.runner import ROOT, Platform, child_env
 from services.shared.settings import SERVICES, Settings, settings_env
 from tests.conftest import ARTIFACTS, free_port
-from tests.support import wait_for
+from tests.support import stop_process, wait_for
 
 BILLING_QUEUE = "evt-orgs-organization_created--billing.on_organization_created"
 
@@ -105,8 +105,7 @@ def probe_consumer(settings: Settings, platform: Platform) -> Iterator[None]:
         assert proc.poll() is None, log_path.read_text()[-2000:]
         yield
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -260,8 +259,7 @@ def test_tail_follow_through_the_console_script(settings: Settings, platform: Pl
         text = wait_for("the new user's event", lambda: (lambda t: user["id"] in t and t)(out_path.read_text()))
         assert re.search(rf"^orgs\s+\d+\s+\S+\s+1\s+{user['id']}\s+user_signed_up ", text, re.M), text
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 # -- replay ---------------------------------------------------------------------------------
