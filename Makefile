@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-stress infra venv lock clean bench
+.PHONY: run test test-stress infra venv npm lock clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# npm packages the tests drive (the Supabase MCP server), from the lock only.
+NPM_STAMP := node_modules/.installed
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+npm: $(NPM_STAMP)
+
 infra:
 	bash scripts/ensure_infra.sh
 
@@ -24,7 +32,7 @@ run: venv infra
 # PYTEST_ARGS: a part of the suite or pytest options, e.g. make test PYTEST_ARGS="tests/unit -x".
 PYTEST_ARGS ?=
 
-test: venv infra
+test: venv npm infra
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The suite with STRESS_CPUS cores kept busy by stress-ng (bounded by STRESS_TIMEOUT seconds, and
@@ -32,7 +40,7 @@ test: venv infra
 STRESS_CPUS ?= 1
 STRESS_TIMEOUT ?= 1800
 
-test-stress: venv
+test-stress: venv npm
 	bash scripts/ensure_infra.sh --stress
 	@stress-ng --cpu $(STRESS_CPUS) --timeout $(STRESS_TIMEOUT)s --quiet & load=$$!; \
 	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null' EXIT; \
