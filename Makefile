@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test infra venv npm lock clean bench
+.PHONY: run test test-stress infra venv npm lock clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -30,8 +30,23 @@ infra:
 run: venv npm infra
 	$(VENV)/bin/platform-run
 
+# PYTEST_ARGS: a part of the suite or pytest options, e.g. make test PYTEST_ARGS="tests/unit -x".
+PYTEST_ARGS ?=
+
 test: venv npm infra
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite with STRESS_CPUS cores kept busy by stress-ng (bounded by STRESS_TIMEOUT seconds, and
+# stopped when the suite ends or is interrupted): timing races show up here (docs/testing.md).
+STRESS_CPUS ?= 1
+STRESS_TIMEOUT ?= 1800
+
+test-stress: venv npm
+	bash scripts/ensure_infra.sh --stress
+	@stress-ng --cpu $(STRESS_CPUS) --timeout $(STRESS_TIMEOUT)s --quiet & load=$$!; \
+	trap 'kill $$load 2>/dev/null; wait $$load 2>/dev/null' EXIT; \
+	echo "[stress] stress-ng --cpu $(STRESS_CPUS) (pid $$load, at most $(STRESS_TIMEOUT)s) while the suite runs"; \
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: venv npm infra
 	$(VENV)/bin/python bench/broker.py

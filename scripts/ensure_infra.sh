@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Make sure the local PostgreSQL and RabbitMQ (with its management plugin) run.
 # Installed but stopped: start them. Missing: install them with apt-get, else say what to install.
+# With --stress (make test-stress): also stress-ng, the load generator of the stress run.
 set -euo pipefail
+
+WITH_STRESS=0
+for arg in "$@"; do
+  case "$arg" in
+    --stress) WITH_STRESS=1 ;;
+    *) echo "usage: $0 [--stress]" >&2; exit 2 ;;
+  esac
+done
 
 PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
@@ -160,6 +169,13 @@ if ! bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --symlink usr/lib
      --symlink usr/bin /bin /bin/true 2>/dev/null; then
   say "WARNING: this kernel refuses the namespaces bubblewrap needs; the functions runtime will refuse to start"
   say "         (see docs/functions.md: user namespaces must be allowed, or set PLATFORM_FUNCTIONS_INSECURE_NO_SANDBOX)"
+fi
+
+# --- stress-ng (make test-stress only) -----------------------------------------
+# Keeps a core busy while the suite runs, to shake out timing races (docs/testing.md).
+if [ "$WITH_STRESS" = 1 ] && ! command -v stress-ng >/dev/null 2>&1; then
+  apt_install stress-ng
+  say "stress-ng installed for make test-stress"
 fi
 
 # --- the platform's credentials -----------------------------------------------

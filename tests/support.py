@@ -3,6 +3,9 @@ follow the real permission matrix."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from typing import Any, Callable, TypeVar
 
@@ -22,6 +25,30 @@ def wait_for(what: str, fn: Callable[[], T], timeout: float = 30.0, interval: fl
         time.sleep(interval)
         value = fn()
     return value
+
+
+def stop_process(proc: "subprocess.Popen[Any]", timeout: float = 10.0, *, group: bool = False) -> None:
+    """Stop a process a test started, whatever state it is in: SIGTERM, then SIGKILL if it
+    has not gone after `timeout` s. `group`: signal its whole process group (it was started
+    with start_new_session=True). For finalizers: never raises because the process is slow."""
+    def send(sig: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    if proc.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None or group:
+        send(signal.SIGKILL)  # a group: also whatever the leader left behind
+    proc.wait(timeout=10)
 
 
 class FakeOrgs:

@@ -30,6 +30,7 @@ from services.billing.adapters import StripePayments
 from services.shared.runner import ROOT
 from services.shared.settings import Settings
 from tests.conftest import ARTIFACTS, free_port
+from tests.support import stop_process
 
 from .test_billing import backdated_pro_org, wait_for
 
@@ -69,8 +70,7 @@ def localstripe() -> Iterator[str]:
                 time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def sdk(base: str) -> stripe.StripeClient:

@@ -23,6 +23,7 @@ from psycopg import sql
 
 from services.shared.credentials import ensure, stored_passwords
 from services.shared.settings import Settings, load_settings
+from tests.support import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,10 +61,14 @@ def test_created_once_stored_0600_and_reused(scratch: Settings) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, scratch.db_user, scratch.credentials_file], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err.decode()
-        outs.append(json.loads(out))
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err.decode()
+            outs.append(json.loads(out))
+    finally:
+        for p in procs:
+            stop_process(p)
     assert outs[0] == outs[1] and len(outs[0][0]) >= 40 and outs[0][0] != outs[0][1]
     first = ensure(scratch, environ={})
     assert [first.db_password, first.amqp_password] == outs[0]

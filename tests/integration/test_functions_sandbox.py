@@ -31,7 +31,7 @@ from services.functions.runtime.egress import host_addresses
 from services.shared.credentials import credentials_path
 from services.shared.settings import Settings
 from tests.integration.test_functions import deploy, invoke
-from tests.support import wait_for
+from tests.support import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -258,8 +258,7 @@ def public_server() -> Iterator[dict[str, Any]]:
         yield {"url": f"http://{server_ip}:8000", "ip": server_ip, "host_side": host_ip, "log": log_file}
     finally:
         if server is not None:
-            server.kill()
-            server.wait(timeout=10)
+            stop_process(server, timeout=0)
         subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=20)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
         log_file.unlink(missing_ok=True)

@@ -492,8 +492,11 @@ def test_create_pause_restore_delete_are_fast(tenants: Tenants, settings: Settin
                 driver.run_step(op, step, ctx)
                 timings[op][step] = (time.perf_counter() - t0) * 1000
         lines += [f"local driver ({label}): " + report(op, t) for op, t in timings.items()]
-        # Generous bounds for a shared 2-core machine; typical figures are in docs/provisioning.md.
-        assert sum(timings["create"].values()) < 3000
-        assert all(sum(t.values()) < 5000 for t in timings.values())
+        # Wall-clock speed is bench/provision.py's to measure (figures in docs/provisioning.md):
+        # here the bound only catches an operation gone pathological (a lock wait, a retry
+        # loop). A shared 2-core machine under load (make test-stress, other checkouts'
+        # suites on the same PostgreSQL) has taken over 5 s for a step that takes 200 ms.
+        slow = {op: round(sum(t.values())) for op, t in timings.items() if sum(t.values()) >= 30_000}
+        assert not slow, f"{label}: operations over 30 s (ms): {slow}; " + "; ".join(lines)
     with capsys.disabled():
         print("\n  " + "\n  ".join(lines))

@@ -23,6 +23,7 @@ from services.provisioner.storage import LocalObjectStore, ObjectStore, StorageE
 from services.shared.db import connect
 from services.shared.settings import Settings
 from tests.conftest import ARTIFACTS, free_port, make_test_settings
+from tests.support import stop_process
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -48,12 +49,7 @@ def moto_url() -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def s3_settings(url: str, tmp: Path) -> Settings:

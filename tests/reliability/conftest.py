@@ -107,11 +107,16 @@ class Backbone:
         self.relay.start()
 
     def stop_all(self) -> None:
-        for p in (self.relay, self.consumer):
-            p.stop()
-        if self._app is not None:
-            self._app.close()
-            self._app = None
+        """Stop both processes and close the store, each even if another one fails to."""
+        try:
+            self.relay.stop()
+        finally:
+            try:
+                self.consumer.stop()
+            finally:
+                if self._app is not None:
+                    self._app.close()
+                    self._app = None
 
     # -- the store --------------------------------------------------------------------------
     @property

@@ -26,11 +26,16 @@ def kill_when_busy(backbone: Backbone, victims: list[Proc], run: str) -> list[bo
     """Restart the victims and kill each again as soon as it is visibly catching up on the
     backlog (the relay has recorded a position, the consumer has committed a batch): the
     worst moment, with its next batch in flight. Returns, per victim, whether work was
-    still outstanding when it died."""
+    still outstanding when it died.
+
+    The consumer goes first: it can only commit something new while the relay runs (what
+    the restarted relay publishes first may all be re-sent duplicates, which change no
+    count), whereas the relay records progress whether the consumer runs or not. Killing the
+    relay first could leave the consumer waiting for new work that never comes."""
     relay_from, applied_from = backbone.relay_position(), backbone.applied_count(run)
     restart(backbone, victims)
     outstanding = []
-    for p in sorted(victims, key=lambda p: p is backbone.consumer):
+    for p in sorted(victims, key=lambda p: p is backbone.relay):
         if p is backbone.relay:
             wait_for("the relay to record progress", lambda: backbone.relay_position() > relay_from,
                      timeout=30, interval=0.005)

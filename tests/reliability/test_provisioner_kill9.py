@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections import Counter
 from typing import Any, Iterator
@@ -160,5 +159,4 @@ def _entitled(rpc: Any, slug: str) -> bool:
     try:
         return bool(rpc.billing.get_entitlements(slug))
     except Exception:  # noqa: BLE001 -- not yet: billing has not consumed organization_created
-        time.sleep(0.1)
-        return False
+        return False  # wait_for polls again

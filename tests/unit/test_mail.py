@@ -14,6 +14,7 @@ import pytest
 from services.shared.mail import Mail, OutboxMailer, SmtpMailer, make_mailer
 from services.shared.settings import load_settings
 from tests.conftest import free_port
+from tests.support import stop_process
 
 
 def test_outbox_keeps_messages_in_order(tmp_path: Path) -> None:
@@ -58,5 +59,4 @@ def test_smtp_adapter_delivers_to_a_real_smtp_server(tmp_path: Path) -> None:
         assert msg["To"] == "invitee@example.com" and msg["Subject"] == "You're invited"
         assert "Click the link" in msg.get_payload()
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop_process(server)

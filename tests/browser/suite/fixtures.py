@@ -28,6 +28,30 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 DESKTOP = {"width": 1280, "height": 800}
 
 
+RECORD_JS = """([name, selector]) => {
+  const seen = ((window.__recorded ||= {})[name] = []);
+  const look = () => {
+    const el = document.querySelector(selector);
+    const text = el ? el.innerText.trim() : "";
+    if (text && seen[seen.length - 1] !== text) seen.push(text);
+  };
+  look();
+  new MutationObserver(look).observe(document.documentElement,
+    { subtree: true, childList: true, characterData: true, attributes: true });
+}"""
+
+
+class Recorder:
+    """The texts one element showed since `Person.record` (consecutive repeats once)."""
+
+    def __init__(self, page: Page, name: str):
+        self.page = page
+        self.name = name
+
+    def texts(self) -> list[str]:
+        return list(self.page.evaluate("(name) => (window.__recorded || {})[name] || []", self.name))
+
+
 class Person:
     """Someone using the dashboard in their own browser context."""
 
@@ -37,6 +61,7 @@ class Person:
         self.base = base
         self.page: Page = context.new_page()
         self.errors: list[str] = []
+        self._recorders: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(f"{self.name}: {e}"))
         self.page.on("console", self._console)
 
@@ -64,6 +89,17 @@ class Person:
         """Every page has a title of its own: '<what> · Supaplatform' (waits for the page to draw)."""
         ahead = "".join(f"(?=.*{re.escape(w)})" for w in words)
         expect(self.page).to_have_title(re.compile(f"^{ahead}.+ · Supaplatform$"))
+
+    def record(self, selector: str) -> "Recorder":
+        """From now on, note every text the element at `selector` shows, in the page itself.
+
+        A MutationObserver looks after every change the page makes, so a state that lasts a
+        moment (a progress step) is not missed, and nothing is read from the test's side while
+        the page may be replacing it. Lasts until the next full page load."""
+        name = f"r{len(self._recorders)}"
+        self._recorders.append(name)
+        self.page.evaluate(RECORD_JS, [name, selector])
+        return Recorder(self.page, name)
 
     def fetch(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         """A request from this person's page with their session and CSRF token, as a forged

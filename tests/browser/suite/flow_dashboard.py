@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -20,6 +19,7 @@ from playwright.sync_api import expect
 
 from services.shared.mail import OutboxMailer, outbox_dir
 from services.shared.settings import Settings
+from tests.support import wait_for
 
 from .fixtures import ROOT, Person, slug_of
 
@@ -39,15 +39,19 @@ def sign_up(p: Person, address: str, name: str) -> None:
 
 
 def invitation_link(settings: Settings, to: str) -> str:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def link() -> str | None:
         mails = [m for m in OutboxMailer(outbox_dir(settings)).list() if m.to == to]
-        if mails:
-            m = re.search(r"(http\S+/invitations/accept\?token=[\w.-]+)", mails[-1].body)
-            assert m, mails[-1].body
-            return m.group(1)
-        time.sleep(0.2)
-    raise AssertionError(f"no invitation mail to {to}")
+        if not mails:
+            return None
+        m = re.search(r"(http\S+/invitations/accept\?token=[\w.-]+)", mails[-1].body)
+        assert m, mails[-1].body
+        return m.group(1)
+
+    return wait_for(f"an invitation mail to {to}", link, timeout=30, interval=0.2)
+
+
+def clipboard(page: Any) -> str:
+    return str(page.evaluate("navigator.clipboard.readText()"))
 
 
 # ---- 1. sign up, create an organization -------------------------------------------------------
@@ -154,25 +158,17 @@ def test_create_a_project_and_watch_it_come_up(owner: Person, story: dict[str, A
     story["ref"] = page.url.rsplit("/", 1)[1]
     owner.titled("Overview", "Browser App")
 
-    # Follow the live progress until the project is up, noting every step the page showed.
-    seen: set[str] = set()
-    status = page.locator("#project-status [data-status]")
-    deadline = time.monotonic() + READY_TIMEOUT_MS / 1000
-    shot_taken = False
-    while time.monotonic() < deadline:
-        current = status.get_attribute("data-status") if status.count() else None
-        if current == "ACTIVE_HEALTHY":
-            break
-        assert current not in ("INIT_FAILED",), page.locator("#progress").inner_text()
-        # all_inner_texts does not wait: the step may vanish between two looks (the project came up).
-        texts = page.locator("#progress-step").all_inner_texts()
-        if texts:
-            seen.update(texts)
-            if not shot_taken and "Step" in texts[0]:
-                owner.shot("07-project-coming-up", full_page=False)
-                shot_taken = True
-        page.wait_for_timeout(100)
-    assert status.get_attribute("data-status") == "ACTIVE_HEALTHY", f"not up; progress seen: {sorted(seen)}"
+    # Follow the live progress until the project is up, noting every step the page showed
+    # (recorded in the page: the step element goes away the moment the project is up).
+    steps = owner.record("#progress-step")
+    # For the documentation: the page mid-way, if it shows a step before the project is up.
+    page.wait_for_function("""() => (document.querySelector('#progress-step')?.innerText || '').includes('Step')
+        || /^(ACTIVE_HEALTHY|INIT_FAILED)$/.test(document.querySelector('#project-status [data-status]')?.dataset.status)""",
+                           timeout=READY_TIMEOUT_MS)
+    owner.shot("07-project-coming-up", full_page=False)
+    final = wait_settled(page, "ACTIVE_HEALTHY")
+    seen = set(steps.texts())
+    assert final == "ACTIVE_HEALTHY", f"{final}; progress seen: {sorted(seen)}"
     story["progress_seen"] = sorted(seen)
     expect(page.locator("#connection-string")).to_have_value(re.compile(r"^postgresql://.+:\[YOUR-PASSWORD\]@.+/"))
     # The project's URL is on the project edge, another origin than this dashboard.
@@ -194,11 +190,12 @@ def test_reveal_and_copy_keys_then_rotate_the_jwt_secret(owner: Person, story: d
     expect(service).to_have_attribute("type", "text")
     secret = service.input_value()
     assert secret.startswith("ey") and secret.count(".") == 2
+    # The copy buttons write to the clipboard asynchronously: wait for it, do not read it once.
     page.get_by_role("button", name="Copy service_role key").click()
-    assert page.evaluate("navigator.clipboard.readText()") == secret
+    wait_for("the service_role key on the clipboard", lambda: clipboard(page) == secret, timeout=15)
     anon = page.locator("#anon-key").input_value()
     page.get_by_role("button", name="Copy anon key").click()
-    assert page.evaluate("navigator.clipboard.readText()") == anon
+    wait_for("the anon key on the clipboard", lambda: clipboard(page) == anon, timeout=15)
     owner.shot("09-api-keys-revealed")
 
     page.get_by_role("button", name="Generate a new JWT secret").click()
@@ -433,32 +430,39 @@ def test_admin_disables_a_user_whose_session_ends(admin: Person, member: Person,
 
 # ---- 10. pause and restore, with their progress -------------------------------------------------------------
 
-def follow(page: Any, until: str) -> list[str]:
-    """Watch the overview until the status is `until`; returns what the progress panel said."""
-    seen: list[str] = []
+def wait_settled(page: Any, until: str) -> str:
+    """Wait until the overview's status is `until` or a failure (both final: the page stops
+    polling), and return it."""
     status = page.locator("#project-status [data-status]")
-    deadline = time.monotonic() + READY_TIMEOUT_MS / 1000
-    while time.monotonic() < deadline:
-        panel = page.locator("#progress")
-        text = panel.inner_text().strip() if panel.count() else ""
-        if text and (not seen or seen[-1] != text):
-            seen.append(text)
-        if status.count() and status.get_attribute("data-status") == until:
-            return seen
-        page.wait_for_timeout(50)
-    raise AssertionError(f"status never became {until}; progress seen: {seen}")
+    expect(status).to_have_attribute("data-status", re.compile(rf"^({re.escape(until)}|[A-Z_]+_FAILED)$"),
+                                     timeout=READY_TIMEOUT_MS)
+    return str(status.get_attribute("data-status"))
+
+
+def follow(person: Person, start: Any, until: str) -> list[str]:
+    """Do `start()` on the overview, then wait until the status is `until`; returns every text
+    the progress panel showed meanwhile (recorded in the page, so no step is missed)."""
+    panel = person.record("#progress")
+    start()
+    final = wait_settled(person.page, until)
+    seen = panel.texts()
+    assert final == until, f"status {final}, not {until}; progress seen: {seen}"
+    return seen
 
 
 def test_pause_and_restore_show_their_progress(owner: Person, story: dict[str, Any]) -> None:
     page = owner.go(f"/project/{story['ref']}")
-    page.get_by_role("button", name="Pause project").click()
-    page.locator("dialog[open]").get_by_role("button", name="Pause project").click()
-    seen = follow(page, "INACTIVE")
+    expect(page.locator("#project-status [data-status]")).to_have_attribute("data-status", "ACTIVE_HEALTHY")
+
+    def pause() -> None:
+        page.get_by_role("button", name="Pause project").click()
+        page.locator("dialog[open]").get_by_role("button", name="Pause project").click()
+
+    seen = follow(owner, pause, "INACTIVE")
     assert any("Pausing the project" in t for t in seen), seen  # the panel showed the operation
     expect(page.locator("#progress")).to_be_empty()
     owner.shot("25-project-paused")
-    page.get_by_role("button", name="Restore project").click()
-    seen_restore = follow(page, "ACTIVE_HEALTHY")
+    seen_restore = follow(owner, page.get_by_role("button", name="Restore project").click, "ACTIVE_HEALTHY")
     assert any("Restoring the project" in t for t in seen_restore), seen_restore
     expect(page.locator("#connection-string")).to_have_value(re.compile("^postgresql://"))
     print("pause progress:", seen, "restore progress:", seen_restore)
