@@ -1,4 +1,4 @@
-"""platformctl: the operators' command line (status, event history, replay, projection
+"""platformctl: the operators' command line (status, event history and time travel, replay, projection
 rebuilds, bootstrap users and tokens, closing billing periods).
 
 Thin: one function per command over the shared plumbing (the relay's `message_for`, broker,
@@ -359,6 +359,43 @@ def cmd_projections_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from .errors import InvalidInput, NotFound
+
+    try:
+        return call()
+    except (InvalidInput, NotFound) as e:
+        raise CtlError(str(e)) from None
+
+
+def cmd_history_state(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from . import history
+
+    found = _history(lambda: history.state_at(settings, args.kind, args.id, args.at))
+    print(f"{found['kind']} {found['key']} at {found['at']}: version {found['version']} of {found['head']}")
+    print(json.dumps(found["state"], indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_history_diff(settings: Settings, args: argparse.Namespace) -> int:
+    from . import history
+
+    found = _history(lambda: history.diff_between(settings, args.kind, args.id, args.from_, args.to))
+    print(f"{found['kind']} {found['key']}: version {found['from_version']} -> {found['to_version']}")
+    print("changes")
+    for c in found["changes"]:
+        print(f"  {c['field']}: {c['from']!r} -> {c['to']!r}")
+    if not found["changes"]:
+        print("  (none)")
+    print("events")
+    for e in found["events"]:
+        print(f"  v{e['version']:<4} position {e['position']:<7} {e['time']}  {e['event']:<28} "
+              f"actor {e['actor'] or '-'}  correlation {e['correlation_id'] or '-'}")
+    return 0
+
+
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     user = rpc_call(settings, "orgs", "register_user", args.email, args.password, {"actor": "platformctl"})
     print(f"created user {user['id']} {user['email']}")
@@ -463,6 +500,21 @@ def build_parser() -> Parser:
     rebuild.add_argument("name", metavar="NAME", help=f"one of: {', '.join(PROJECTIONS)}")
     rebuild.set_defaults(func=cmd_projections_rebuild)
     pj.add_parser("list", help="rebuildable read models").set_defaults(func=cmd_projections_list)
+
+    history = commands.add_parser("history", help="an aggregate as it was at a past time, and what changed since")
+    hs = history.add_subparsers(dest="history_command", required=True, metavar="SUBCOMMAND")
+    kinds = "organization, project, subscription, function, saga (realtime-config: not event-sourced yet)"
+    st = hs.add_parser("state", help="an aggregate's state at a time or log position")
+    st.add_argument("kind", metavar="KIND", help=kinds)
+    st.add_argument("id", metavar="ID", help="its natural key (slug, ref, ref/slug, operation id) or aggregate UUID")
+    st.add_argument("--at", metavar="WHEN", help="an ISO time (UTC unless it says) or a log position (default: now)")
+    st.set_defaults(func=cmd_history_state)
+    df = hs.add_parser("diff", help="what changed between two points, by whom, through which request")
+    df.add_argument("kind", metavar="KIND", help=kinds)
+    df.add_argument("id", metavar="ID", help="its natural key or aggregate UUID")
+    df.add_argument("--from", dest="from_", required=True, metavar="WHEN", help="an ISO time or log position")
+    df.add_argument("--to", metavar="WHEN", help="an ISO time or log position (default: now)")
+    df.set_defaults(func=cmd_history_diff)
 
     users = commands.add_parser("users", help="bootstrap users and platform admins")
     us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
