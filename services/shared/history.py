@@ -24,7 +24,7 @@ from .settings import Settings
 
 SNAPSHOT_INTERVAL = 100
 # Field names whose values are secrets (encrypted or hashed): shown as a reference, never as a value.
-SECRET_MARKERS = ("_enc", "hash", "secret", "password")
+SECRET_SUFFIXES = ("_enc", "_hash", "_secret", "_secret_key", "_token")
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,22 @@ class Kind:
     aggregate: str  # "module:Class"
     key: str  # what the natural key is, for messages
     to_id: Callable[[str], uuid.UUID]
+    # Fields as the API shows them, computed from the aggregate: name -> "module:function".
+    views: tuple[tuple[str, str], ...] = ()
 
     def aggregate_class(self) -> type[Aggregate]:
-        import importlib
+        return load(self.aggregate)  # type: ignore[no-any-return]
 
-        module, cls = self.aggregate.split(":")
-        return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+def load(path: str) -> Any:
+    """`module:attr.attr` by name (this module loads services by name, as the relay does)."""
+    import importlib
+
+    module, attrs = path.split(":")
+    found: Any = importlib.import_module(module)
+    for a in attrs.split("."):
+        found = getattr(found, a)
+    return found
 
 
 def _id_of(aggregate: str, *fields: str) -> Callable[[str], uuid.UUID]:
@@ -47,8 +57,7 @@ def _id_of(aggregate: str, *fields: str) -> Callable[[str], uuid.UUID]:
         parts = key.split("/") if len(fields) > 1 else [key]
         if len(parts) != len(fields) or not all(parts):
             raise InvalidInput(f"expected {'/'.join(fields)}, not {key!r}")
-        cls = Kind("", "", aggregate, "", lambda _: uuid.UUID(int=0)).aggregate_class()
-        return cls.create_id(**dict(zip(fields, parts)))  # type: ignore[attr-defined,no-any-return]
+        return load(aggregate).create_id(**dict(zip(fields, parts)))  # type: ignore[attr-defined,no-any-return]
 
     return to_id
 
@@ -59,7 +68,8 @@ KINDS: dict[str, Kind] = {
         Kind("organization", "orgs", "services.orgs.domain:Organization", "slug",
              _id_of("services.orgs.domain:Organization", "slug")),
         Kind("project", "projects", "services.projects.domain:Project", "ref",
-             _id_of("services.projects.domain:Project", "ref")),
+             _id_of("services.projects.domain:Project", "ref"),
+             views=(("auth_effective", "services.projects.application:ProjectsApplication._auth_view"),)),
         Kind("subscription", "billing", "services.billing.domain:Subscription", "organization slug",
              _id_of("services.billing.domain:Subscription", "org_slug")),
         Kind("function", "functions", "services.functions.domain:Function", "project ref/function slug",
@@ -120,8 +130,7 @@ def attribution(domain_event: Any) -> dict[str, Any]:
 
 
 def redact(value: Any, name: str = "") -> Any:
-    lowered = name.lower()
-    if name and any(m in lowered for m in SECRET_MARKERS) and value not in (None, ""):
+    if name.lower().endswith(SECRET_SUFFIXES) and value not in (None, ""):
         # A reference to the stored (encrypted or hashed) value: shows that it changed, not what it is.
         return "secret:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
     if isinstance(value, dict):
@@ -135,13 +144,16 @@ def redact(value: Any, name: str = "") -> Any:
     return value
 
 
-def state_of(aggregate: Aggregate) -> dict[str, Any]:
-    """The aggregate's attributes as plain data, secrets as references."""
+def state_of(aggregate: Aggregate, views: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """The aggregate's attributes as plain data, secrets as references, and the kind's views
+    (settings as the API shows them: defaults with the recorded changes)."""
     out: dict[str, Any] = {"id": str(aggregate.id), "version": aggregate.version,
                            "created_on": redact(aggregate.created_on), "modified_on": redact(aggregate.modified_on)}
     for k, v in vars(aggregate).items():
         if not k.startswith("_"):
             out[k] = redact(v, k)
+    for name, path in views:
+        out[name] = redact(load(path)(aggregate))
     return out
 
 
@@ -167,8 +179,9 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str,
 class History:
     """One producer's store opened for reading history (and writing snapshots)."""
 
-    def __init__(self, app: Application):
+    def __init__(self, app: Application, views: tuple[tuple[str, str], ...] = ()):
         self.app = app
+        self.views = views
         recorder: Any = app.recorder
         self._schema = recorder.datastore.schema
         self._table = recorder.events_table_name
@@ -218,7 +231,7 @@ class History:
         if version <= 0:
             return None
         self.ensure_snapshots(originator, version)
-        return state_of(self.app.repository.get(originator, version=version))
+        return state_of(self.app.repository.get(originator, version=version), self.views)
 
     def events(self, originator: uuid.UUID, after: int = 0, upto: int | None = None) -> list[dict[str, Any]]:
         """The aggregate's events with versions in (after, upto], with positions and attribution."""
@@ -236,7 +249,7 @@ class History:
 
 
 @contextlib.contextmanager
-def open_history(producer: str, settings: Settings) -> Iterator[History]:
+def open_history(producer: str, settings: Settings, views: tuple[tuple[str, str], ...] = ()) -> Iterator[History]:
     """A producer's store with snapshotting on (the snapshot table is created if missing)."""
     from .relay import load_spec
 
@@ -245,7 +258,7 @@ def open_history(producer: str, settings: Settings) -> Iterator[History]:
     env["IS_SNAPSHOTTING_ENABLED"] = "y"
     app = spec.application(env=env)
     try:
-        yield History(app)
+        yield History(app, views)
     finally:
         app.close()
 
@@ -260,7 +273,7 @@ def _resolve(kind: Kind, key: str) -> uuid.UUID:
 def state_at(settings: Settings, kind_name: str, key: str, at: str | None) -> dict[str, Any]:
     kind = kind_of(kind_name)
     originator = _resolve(kind, key)
-    with open_history(kind.producer, settings) as h:
+    with open_history(kind.producer, settings, kind.views) as h:
         head = h.head(originator)
         if head == 0:
             raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
@@ -275,7 +288,7 @@ def state_at(settings: Settings, kind_name: str, key: str, at: str | None) -> di
 def diff_between(settings: Settings, kind_name: str, key: str, start: str, end: str | None) -> dict[str, Any]:
     kind = kind_of(kind_name)
     originator = _resolve(kind, key)
-    with open_history(kind.producer, settings) as h:
+    with open_history(kind.producer, settings, kind.views) as h:
         head = h.head(originator)
         if head == 0:
             raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
@@ -291,7 +304,7 @@ def diff_between(settings: Settings, kind_name: str, key: str, start: str, end: 
 def timeline(settings: Settings, kind_name: str, key: str) -> dict[str, Any]:
     kind = kind_of(kind_name)
     originator = _resolve(kind, key)
-    with open_history(kind.producer, settings) as h:
+    with open_history(kind.producer, settings, kind.views) as h:
         events = h.events(originator)
         if not events:
             raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
