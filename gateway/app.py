@@ -58,7 +58,7 @@ class Caller:
 # Route modules beside this one register more handlers (plain functions taking the gateway
 # as first argument); import them here so every process has the same table.
 ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
-                                  "gateway.metering_routes")
+                                  "gateway.metering_routes", "gateway.history_routes")
 HANDLERS: dict[str, Callable[..., Response]] = {}
 SCOPED: set[str] = set()  # authenticated routes under an organization <slug> or a project <ref>
 

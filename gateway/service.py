@@ -33,6 +33,7 @@ class GatewayService:
     projects = RpcProxy("projects")
     functions = RpcProxy("functions")
     metering = RpcProxy("metering")
+    provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
     settings: Any = SettingsProvider()

@@ -8,7 +8,7 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
 
 from .application import ProjectsApplication
 from .bootstrap import build
@@ -18,6 +18,7 @@ Ctx = dict[str, Any] | None
 
 class ProjectsService:
     name = "projects"
+    history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: ProjectsApplication = ApplicationProvider(build)
     orgs = RpcProxy("orgs")

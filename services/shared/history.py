@@ -309,3 +309,15 @@ def timeline(settings: Settings, kind_name: str, key: str) -> dict[str, Any]:
         if not events:
             raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
         return {"kind": kind.name, "key": key, "events": events}
+
+
+def view(settings: Settings, kind_name: str, key: str, at: str | None,
+         producer: str | None = None) -> dict[str, Any]:
+    """State at `at` (default: now) and the whole timeline, for the admin panel. A service
+    answers only for the kinds its own store holds (`producer`)."""
+    kind = kind_of(kind_name)
+    if producer is not None and kind.producer != producer:
+        raise InvalidInput(f"{kind.name} history is kept by {kind.producer}, not {producer}")
+    found = state_at(settings, kind_name, key, at)
+    found["events"] = timeline(settings, kind_name, key)["events"]
+    return found

@@ -16,9 +16,10 @@ from nameko.events import SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
+from nameko.rpc import rpc
 
 from . import broker
-from .errors import BY_NAME
+from .errors import BY_NAME, EXPECTED
 from .contracts import ContractError, parse_message
 from .db import make_pool  # noqa: F401  (services wire their pools through this module)
 from .eventstore import open_application
@@ -200,3 +201,18 @@ class ReliableEventHandler(EventHandler):
 
 
 reliable_handler = ReliableEventHandler.decorator
+
+
+def history_rpc() -> Callable[..., dict[str, Any]]:
+    """The `history` RPC of a producing service (`history = history_rpc()` in its class):
+    time travel over the service's own store, for the admin panel's timelines (the gateway
+    asks only for platform admins). A function, not a mixin: `nameko run` would take an
+    imported class with entrypoints for a service of its own."""
+
+    @rpc(expected_exceptions=EXPECTED)
+    def history(self: Any, kind: str, key: str, at: str | None = None) -> dict[str, Any]:
+        from . import history as time_travel
+
+        return time_travel.view(load_settings(), kind, key, at, producer=self.name)
+
+    return history

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
+from urllib.parse import quote
 
 from tests.integration.test_platformctl import Result, ctl  # noqa: F401 -- the fixture
 from tests.integration.test_project_lifecycle import new_org, wait_status
@@ -24,7 +25,7 @@ def state(run: Callable[..., Result], *argv: str) -> dict[str, Any]:
     return {"header": header, "state": json.loads(body)}
 
 
-def test_state_at_past_times_equals_what_the_api_answered(http: Any, user_token: dict[str, str],
+def test_state_at_past_times_equals_what_the_api_answered(http: Any, user_token: dict[str, str], rpc: Any,
                                                           ctl: Callable[..., Result]) -> None:  # noqa: F811
     token, user_id = user_token["token"], user_token["user_id"]
     slug = new_org(http, token, "Time Travel")
@@ -96,4 +97,25 @@ def test_state_at_past_times_equals_what_the_api_answered(http: Any, user_token:
     assert missing.code == 1 and "no project" in missing.err
     bad = ctl("history", "state", "project", ref, "--at", "yesterday")
     assert bad.code == 1 and "ISO time" in bad.err
+
+    # The admin panel's route: the same state and the timeline, for platform admins only.
+    url = f"/platform/admin/history/project?id={ref}&at={quote(seen[0][0])}"
+    assert http.get(url, token=token).status_code == 403
+    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    rpc.orgs.register_user(admin_email, "correct horse battery")
+    rpc.orgs.promote_user(admin_email, {"actor": "tests"})
+    admin = rpc.orgs.issue_token(admin_email, "tests")["token"]
+    r = http.get(url, token=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["state"]["auth_effective"] == seen[0][2] and body["state"]["postgrest"]["max_rows"] == 1000
+    assert body["version"] < body["head"] == len(body["events"])
+    assert [e["correlation_id"] for e in body["events"] if e["event"] == "Project.PostgrestConfigChanged"] == \
+        [request_ids[0]]
+    r = http.get(f"/platform/admin/history/organization?id={slug}", token=admin)
+    assert r.status_code == 200 and r.json()["state"]["name"] == "Renamed Later"
+    r = http.get(f"/platform/admin/history/realtime-config?id={ref}", token=admin)
+    assert r.status_code == 400 and "no configuration aggregate" in r.text
+    r = http.get(f"/platform/admin/history/project?id={ref}&at=soon", token=admin)
+    assert r.status_code == 400 and "ISO time" in r.text
     http.request("DELETE", f"/v1/projects/{ref}", token=token)
