@@ -396,6 +396,56 @@ def cmd_history_diff(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _integrators() -> ModuleType:
+    from . import integrators
+
+    return integrators
+
+
+def _consumers_call(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except _integrators().IntegratorError as e:
+        raise CtlError(str(e)) from None
+
+
+def cmd_consumers_create(settings: Settings, args: argparse.Namespace) -> int:
+    ig = _integrators()
+    created = _consumers_call(lambda: ig.create(settings, args.name, args.events.split(","), args.from_))
+    print(f"consumer {created['name']}: queue {created['queue']} bound to {', '.join(created['events'])}")
+    for producer, n in created["replayed"].items():
+        if args.from_ is not None:
+            print(f"back-filled {n} message(s) from {producer} positions {args.from_}..end")
+    # Only the URL on stdout, so `URL=$(platformctl consumers create ...)` works; shown once.
+    print(ig.amqp_url(settings, created))
+    print(f"broker user {created['user']} may only read {created['queue']}; its password is shown once, above",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_consumers_list(settings: Settings, args: argparse.Namespace) -> int:
+    found = _integrators().consumers(settings)
+    print(f"{'consumer':<24} {'ready':>7} {'unacked':>7} {'connected':>9}  events")
+    for c in found:
+        print(f"{c['name']:<24} {c['ready']:>7} {c['unacked']:>7} {c['connected']:>9}  {','.join(c['events'])}")
+    if not found:
+        print("no consumers (create one with `platformctl consumers create NAME --events a,b`)", file=sys.stderr)
+    return 0
+
+
+def cmd_consumers_lag(settings: Settings, args: argparse.Namespace) -> int:
+    c = _consumers_call(lambda: _integrators().get(settings, args.name))
+    print(f"{c['name']}: {c['ready'] + c['unacked']} message(s) not yet acknowledged "
+          f"({c['ready']} waiting, {c['unacked']} delivered), {c['connected']} connection(s) consuming")
+    return 0
+
+
+def cmd_consumers_delete(settings: Settings, args: argparse.Namespace) -> int:
+    c = _consumers_call(lambda: _integrators().delete(settings, args.name))
+    print(f"deleted consumer {c['name']}: queue {c['queue']} ({c['ready']} message(s) dropped) and its broker user")
+    return 0
+
+
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     user = rpc_call(settings, "orgs", "register_user", args.email, args.password, {"actor": "platformctl"})
     print(f"created user {user['id']} {user['email']}")
@@ -515,6 +565,22 @@ def build_parser() -> Parser:
     df.add_argument("--from", dest="from_", required=True, metavar="WHEN", help="an ISO time or log position")
     df.add_argument("--to", metavar="WHEN", help="an ISO time or log position (default: now)")
     df.set_defaults(func=cmd_history_diff)
+
+    consumers = commands.add_parser("consumers", help="integrators' own queues of chosen event types")
+    cs = consumers.add_subparsers(dest="consumers_command", required=True, metavar="SUBCOMMAND")
+    cc = cs.add_parser("create", help="a durable queue bound to event types, with its own read-only broker user")
+    cc.add_argument("name", metavar="NAME", help="a-z, 0-9 and '-'; the queue is integration.NAME")
+    cc.add_argument("--events", required=True, metavar="A,B", help="event types (see docs/events.md)")
+    cc.add_argument("--from", dest="from_", type=count, metavar="N",
+                    help="back-fill history from this position of each producer's log first (0: all of it)")
+    cc.set_defaults(func=cmd_consumers_create)
+    cs.add_parser("list", help="every integrator's consumer").set_defaults(func=cmd_consumers_list)
+    cl = cs.add_parser("lag", help="messages waiting for one consumer")
+    cl.add_argument("name", metavar="NAME")
+    cl.set_defaults(func=cmd_consumers_lag)
+    cd = cs.add_parser("delete", help="delete a consumer's queue and broker user")
+    cd.add_argument("name", metavar="NAME")
+    cd.set_defaults(func=cmd_consumers_delete)
 
     users = commands.add_parser("users", help="bootstrap users and platform admins")
     us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
