@@ -30,16 +30,31 @@ import yaml
 HERE = Path(__file__).resolve().parent
 
 
-def validators(asyncapi_path: Path) -> dict[tuple[str, int], jsonschema.protocols.Validator]:
-    """One validator per message in the document (event_type, schema_version), resolving its
-    $refs against the document itself."""
+def load_document(asyncapi_path: Path) -> tuple[dict[tuple[str, int], Any], dict[tuple[str, int], Any]]:
+    """From the document: a validator per message (event_type, schema_version), resolving its
+    $refs against the document itself, and each newer version's `x-adapts-to` (how to read it
+    as the older version: drop the fields it added)."""
     doc = yaml.safe_load(asyncapi_path.read_text())
-    out = {}
+    checks, adapters = {}, {}
     for message_id, message in doc["components"]["messages"].items():
         event_type, version = message["name"], int(message_id.rsplit(".v", 1)[1])
         schema = {**doc, "$ref": f"#/components/messages/{message_id}/payload"}
-        out[(event_type, version)] = jsonschema.Draft202012Validator(schema)
-    return out
+        checks[(event_type, version)] = jsonschema.Draft202012Validator(schema)
+        if "x-adapts-to" in message:
+            adapters[(event_type, version)] = message["x-adapts-to"]
+    return checks, adapters
+
+
+def downgrade(message: dict[str, Any], adapters: dict[tuple[str, int], Any],
+              accept: set[tuple[str, int]]) -> dict[str, Any] | None:
+    """The message in a version this consumer accepts, following the document's adapters."""
+    while (message["event_type"], message["schema_version"]) not in accept:
+        rule = adapters.get((message["event_type"], message["schema_version"]))
+        if rule is None:
+            return None
+        payload = {k: v for k, v in message["payload"].items() if k not in rule["drop_payload_fields"]}
+        message = {**message, "schema_version": rule["schema_version"], "payload": payload}
+    return message
 
 
 def open_db(path: Path) -> sqlite3.Connection:
@@ -52,8 +67,8 @@ def open_db(path: Path) -> sqlite3.Connection:
     return db
 
 
-def apply(db: sqlite3.Connection, checks: dict[tuple[str, int], Any], accept: set[tuple[str, int]] | None,
-          body: bytes) -> str:
+def apply(db: sqlite3.Connection, checks: dict[tuple[str, int], Any], adapters: dict[tuple[str, int], Any],
+          accept: set[tuple[str, int]] | None, body: bytes) -> str:
     """Check and apply one message; returns what happened (applied, duplicate, rejected: why)."""
     try:
         message = json.loads(body)
@@ -63,7 +78,10 @@ def apply(db: sqlite3.Connection, checks: dict[tuple[str, int], Any], accept: se
     if key not in checks:
         return _reject(db, f"{key[0]} v{key[1]} is not in the AsyncAPI document", body)
     if accept is not None and key not in accept:
-        return _reject(db, f"{key[0]} v{key[1]} is not a version this consumer accepts", body)
+        adapted = downgrade(message, adapters, accept)
+        if adapted is None:
+            return _reject(db, f"{key[0]} v{key[1]} is not a version this consumer accepts", body)
+        message, key = adapted, (adapted["event_type"], adapted["schema_version"])
     errors = sorted(checks[key].iter_errors(message), key=lambda e: list(e.path))
     if errors:
         return _reject(db, f"{key[0]} v{key[1]}: {errors[0].message}", body)
@@ -96,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queue", required=True)
     ap.add_argument("--db", required=True, type=Path, help="SQLite file: received and rejected messages")
     ap.add_argument("--asyncapi", type=Path, default=HERE.parent / "asyncapi.yaml")
-    ap.add_argument("--accept", help="event_type:version,... (default: every message in the document)")
+    ap.add_argument("--accept", help="event_type:version,... the versions this consumer understands; newer ones "
+                    "are read through the document's x-adapts-to (default: every message in the document)")
     ap.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     args = ap.parse_args(argv)
 
-    checks = validators(args.asyncapi)
+    checks, adapters = load_document(args.asyncapi)
     accept = None
     if args.accept:
         accept = {(t, int(v)) for t, v in (item.split(":") for item in args.accept.split(","))}
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
 
     def on_message(msg: amqp.Message) -> None:
-        outcome = apply(db, checks, accept, msg.body if isinstance(msg.body, bytes) else msg.body.encode())
+        outcome = apply(db, checks, adapters, accept, msg.body if isinstance(msg.body, bytes) else msg.body.encode())
         print(outcome, flush=True)
         channel.basic_ack(msg.delivery_tag)  # after the commit (a rejected message is recorded, not retried)
 

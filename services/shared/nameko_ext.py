@@ -133,7 +133,9 @@ class ReliableEventHandler(EventHandler):
     def accept(self, body: Any) -> dict[str, Any]:
         """The checked envelope of a delivered body, or ContractError (ValueError if not JSON)."""
         # kombu hands over any decoded JSON (a list, a number...); only text is still raw.
-        envelope = parse_message(json.loads(body) if isinstance(body, (str, bytes, bytearray)) else body)
+        # A newer version is adapted down to one this handler declared, where the contract allows.
+        envelope = parse_message(json.loads(body) if isinstance(body, (str, bytes, bytearray)) else body,
+                                 accept=self.versions)
         got = (envelope["producer"], envelope["event_type"], envelope["schema_version"])
         if got not in self.accepts:
             raise ContractError(f"handler accepts {self.source_service}/{self.event_type} "

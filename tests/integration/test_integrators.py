@@ -5,6 +5,7 @@ its own queue; list, lag and delete."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from services.shared.relay import message_for
 from services.shared.runner import ROOT
 from services.shared.settings import Settings
 from tests.integration.test_platformctl import Result, ctl  # noqa: F401 -- the fixture
-from tests.integration.test_project_lifecycle import new_org
+from tests.integration.test_project_lifecycle import new_org, wait_status
 from tests.support import wait_for
 
 EXAMPLE = ROOT / "docs" / "examples" / "integrator_consumer.py"
@@ -91,8 +92,10 @@ def test_outside_consumer_gets_history_then_live_events_exactly_once(
 
         lst = ctl("consumers", "list")
         assert lst.code == 0 and name in lst.out and "organization_created,organization_updated" in lst.out
-        lag = ctl("consumers", "lag", name)
-        assert lag.code == 0 and "0 message(s) not yet acknowledged" in lag.out and "1 connection(s)" in lag.out
+        # The management API samples consumer counts every few seconds.
+        lag = wait_for("lag to show the consumer connected",
+                       lambda: (x := ctl("consumers", "lag", name)).code == 0 and "1 connection(s)" in x.out and x)
+        assert "0 message(s) not yet acknowledged" in lag.out
     finally:
         consumer.terminate()
         consumer.wait(timeout=10)
@@ -123,3 +126,49 @@ def test_outside_consumer_gets_history_then_live_events_exactly_once(
     with pytest.raises(amqp.exceptions.AccessRefused):
         amqp.Connection(host=f"{u.hostname}:{u.port}", userid=unquote(u.username or ""),
                         password=unquote(u.password or ""), virtual_host=unquote(u.path[1:])).connect()
+
+
+def test_a_v1_only_outside_consumer_survives_the_v2_rollout(
+        http: Any, user_token: dict[str, str], settings: Settings, tmp_path: Path,
+        ctl: Callable[..., Result]) -> None:  # noqa: F811
+    token = user_token["token"]
+    slug = new_org(http, token, "Evolution")
+    name = f"v1only-{uuid.uuid4().hex[:8]}"
+    r = ctl("consumers", "create", name, "--events", "project_status_changed", "--from", "0")
+    assert r.code == 0, r.err
+    url, queue = r.out.strip().splitlines()[-1], f"integration.{name}"
+    # Live: a project comes up, and its status change goes out as v2 (with its progress).
+    ref = http.post("/v1/projects", token=token, json={"name": "evo", "organization_slug": slug,
+                                                       "db_pass": "good-password-1"}).json()["ref"]
+    wait_status(http, token, ref, {"ACTIVE_HEALTHY"})
+    dbs = {"v1": tmp_path / "v1.sqlite", "any": tmp_path / "any.sqlite"}
+    consumer = subprocess.Popen([sys.executable, str(EXAMPLE), "--url", url, "--queue", queue, "--db", str(dbs["v1"]),
+                                 "--accept", "project_status_changed:1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def mine() -> list[tuple[int, str]]:
+            if not received(dbs["v1"]):
+                return []
+            with sqlite3.connect(dbs["v1"]) as conn:
+                return [(v, p) for v, p in conn.execute(
+                    "SELECT schema_version, payload FROM received WHERE json_extract(payload, '$.ref') = ?", (ref,))]
+        rows = wait_for("the project's status change at the v1 consumer", mine, timeout=60)
+        with sqlite3.connect(dbs["v1"]) as conn:
+            assert conn.execute("SELECT count(*) FROM rejected").fetchone()[0] == 0
+            versions = {v for (v,) in conn.execute("SELECT DISTINCT schema_version FROM received")}
+        assert versions == {1}
+        assert all(set(json.loads(p)) == {"ref", "org_slug", "status", "reason"} for _, p in rows)
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=10)
+    # The same messages, read by a consumer that accepts v2: they carry the progress.
+    again = ctl("events", "replay", "--service", "projects", "--from", "0", "--consumer", queue)
+    assert again.code == 0, again.err
+    subprocess.run([sys.executable, str(EXAMPLE), "--url", url, "--queue", queue, "--db", str(dbs["any"]),
+                    "--idle", "2"], check=True, capture_output=True, timeout=60)
+    with sqlite3.connect(dbs["any"]) as conn:
+        done = [json.loads(p) for (p,) in conn.execute(
+            "SELECT payload FROM received WHERE schema_version = 2 AND json_extract(payload, '$.ref') = ? "
+            "AND json_extract(payload, '$.status') = 'ACTIVE_HEALTHY'", (ref,))]
+    assert len(done) == 1 and done[0]["total_steps"] and done[0]["step_index"] == done[0]["total_steps"]
+    assert ctl("consumers", "delete", name).code == 0
