@@ -527,3 +527,12 @@ class Gateway:
     def settings_history(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
         me = self.caller(request, ctx)
         return json_response(s.SettingChange(many=True).dump(self.services.projects.settings_history(me.id, ref)))
+
+    @route("POST", "/platform/projects/<ref>/settings/rollback", summary="Restore PostgREST and auth settings to an "
+           "earlier version from the settings history (a new change naming it)", tag="projects",
+           body=s.SettingsRollback, response=s.SettingsRolledBack)
+    def rollback_settings(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.SettingsRollback)
+        return json_response(s.SettingsRolledBack().dump(
+            self.services.projects.rollback_settings(me.id, ref, data["version"], ctx)))

@@ -100,6 +100,15 @@ class Project(Aggregate):
     def change_auth(self, changes: dict[str, Any], meta: Meta) -> None:
         self.auth.update(changes)
 
+    @event("SettingsRestored")
+    def restore_settings(self, restored_version: int, postgrest: dict[str, Any], auth: dict[str, Any],
+                         meta: Meta) -> None:
+        """Settings as they were at `restored_version` of this project (a new event: history
+        keeps every change, the rollback included). Secret values are copied from the stored
+        version server-side, never sent back to the caller."""
+        self.postgrest = dict(postgrest)
+        self.auth = dict(auth)
+
     # -- outcomes from the provisioner (idempotent on message id) ------------------------------
     def already_applied(self, message_id: str) -> bool:
         return message_id in self.applied

@@ -89,6 +89,10 @@ class ProjectsService:
     def settings_history(self, user_id: str, ref: str) -> list[dict[str, Any]]:
         return self.app.settings_history(user_id, ref, RemotePort(self.orgs))
 
+    @rpc(expected_exceptions=EXPECTED)
+    def rollback_settings(self, user_id: str, ref: str, version: int, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.rollback_settings(user_id, ref, version, RemotePort(self.orgs), ctx)
+
     # -- platform admins (orgs confirms the admin flag) ------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def admin_list_projects(self, user_id: str) -> list[dict[str, Any]]:

@@ -119,3 +119,49 @@ def test_state_at_past_times_equals_what_the_api_answered(http: Any, user_token:
     r = http.get(f"/platform/admin/history/project?id={ref}&at=soon", token=admin)
     assert r.status_code == 400 and "ISO time" in r.text
     http.request("DELETE", f"/v1/projects/{ref}", token=token)
+
+
+def test_settings_rollback_restores_exact_earlier_values_and_keeps_history(http: Any,
+                                                                           user_token: dict[str, str]) -> None:
+    token = user_token["token"]
+    slug = new_org(http, token, "Rollback")
+    ref = http.post("/v1/projects", token=token, json={"name": "rb", "organization_slug": slug,
+                                                       "db_pass": "good-password-1"}).json()["ref"]
+
+    def patch(path: str, body: dict[str, Any]) -> None:
+        r = http.request("PATCH", f"/v1/projects/{ref}/{path}", token=token, json=body)
+        assert r.status_code == 200, r.text
+
+    def current() -> tuple[dict[str, Any], dict[str, Any]]:
+        return (http.get(f"/v1/projects/{ref}/postgrest", token=token).json(),
+                http.get(f"/v1/projects/{ref}/config/auth", token=token).json())
+
+    patch("postgrest", {"max_rows": 250, "db_schema": "public,api"})
+    patch("config/auth", {"site_url": "https://one.example.com", "external_github_enabled": True,
+                          "external_github_secret": "first-github-secret"})
+    earlier = current()
+    version = http.get(f"/platform/projects/{ref}/settings/history", token=token).json()[0]["version"]
+    patch("postgrest", {"max_rows": 9, "db_extra_search_path": "public"})
+    patch("config/auth", {"site_url": "https://two.example.com", "external_github_secret": "second-github-secret",
+                          "jwt_exp": 600})
+    assert current() != earlier
+
+    r = http.post(f"/platform/projects/{ref}/settings/rollback", token=token, json={"version": version})
+    assert r.status_code == 200, r.text
+    assert r.json()["restored_version"] == version and "first-github-secret" not in r.text
+    assert r.json()["auth"]["external_github_secret"] == "(secret set)"
+    assert current() == earlier  # the exact earlier values, the secret included (restored from storage)
+
+    history = http.get(f"/platform/projects/{ref}/settings/history", token=token).json()
+    assert history[0]["setting"] == "rollback" and history[0]["restores_version"] == version
+    assert [h["setting"] for h in history[1:]] == ["auth", "postgrest", "auth", "postgrest"]  # nothing rewritten
+    assert "secret" not in json.dumps(history).replace("(secret set)", "").replace("external_github_secret", "")
+
+    # Bad input changes nothing.
+    for bad in ({"version": 0}, {"version": 10_000}, {"version": "2"}, {}):
+        r = http.post(f"/platform/projects/{ref}/settings/rollback", token=token, json=bad)
+        assert r.status_code == 400, (bad, r.text)
+    again = http.post(f"/platform/projects/{ref}/settings/rollback", token=token, json={"version": version})
+    assert again.status_code == 400 and "already as they were" in again.text
+    assert len(http.get(f"/platform/projects/{ref}/settings/history", token=token).json()) == len(history)
+    http.request("DELETE", f"/v1/projects/{ref}", token=token)
