@@ -446,6 +446,121 @@ def cmd_consumers_delete(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def declared_handlers() -> list[dict[str, Any]]:
+    """Every `@reliable_handler(source, event_type, versions=[...])` in the services' entrypoints,
+    read from their source (importing them would load eventlet's wiring into this process)."""
+    import ast
+    from pathlib import Path
+
+    from .settings import SERVICES
+
+    found = []
+    for service in SERVICES:
+        path = Path(__file__).resolve().parents[1] / service / "service.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "reliable_handler" and len(d.args) >= 2:
+                    versions = [1]
+                    for kw in d.keywords:
+                        if kw.arg == "versions":
+                            versions = list(ast.literal_eval(kw.value))
+                    found.append({"consumer": f"{service}.{node.name}", "event_type": ast.literal_eval(d.args[1]),
+                                  "versions": versions})
+    return found
+
+
+def consumer_versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every consumer's declared contract versions against what producers emit now (the
+    newest registered version): reads it as is, through an adapter, or cannot."""
+    from .contracts import REGISTRY, adapt
+
+    newest: dict[str, int] = {}
+    for (event_type, version) in REGISTRY:
+        newest[event_type] = max(version, newest.get(event_type, 0))
+    found = []
+    for h in declared_handlers():
+        current = newest.get(h["event_type"], 1)
+        if current in h["versions"]:
+            how = "reads it"
+        else:
+            try:
+                adapt({"event_type": h["event_type"], "schema_version": current, "payload": {}}, h["versions"])
+                how = "reads it through the adapter"
+            except ContractError:
+                how = "CANNOT read it"
+        found.append({"consumer": h["consumer"], "event_type": h["event_type"], "accepts": h["versions"],
+                      "emitted": current, "how": how})
+    for c in _integrators().consumers(settings):
+        for event_type in c["events"]:
+            current = newest.get(event_type, 1)
+            older = sorted(v for (t, v) in REGISTRY if t == event_type and v < current)
+            found.append({"consumer": f"integration.{c['name']}", "event_type": event_type, "accepts": None,
+                          "emitted": current,
+                          "how": "receives v%d; v1..v%d readers use x-adapts-to" % (current, current - 1) if older
+                          else "receives v%d" % current})
+    return found
+
+
+def relay_lag_of(settings: Settings, producer: str, conn: psycopg.Connection) -> tuple[int, int]:
+    from .status import newest_position
+
+    spec = load_spec(producer)
+    return relay_position(settings, spec, conn), newest_position(spec, conn)
+
+
+def cmd_upgrade_check(settings: Settings, args: argparse.Namespace) -> int:
+    from .migrations import MIGRATIONS, pending
+
+    problems: list[str] = []
+    waiting = pending(settings)
+    print(f"migrations of the platform database ({len(MIGRATIONS) - len(waiting)} of {len(MIGRATIONS)} applied)")
+    for m in waiting:
+        print(f"  PENDING {m.id}: {m.description}")
+    if waiting:
+        problems.append(f"{len(waiting)} pending migration(s): run `platformctl upgrade migrate`")
+    print("consumers and contract versions (producers emit the newest)")
+    for c in consumer_versions(settings):
+        accepts = "v" + ", v".join(map(str, c["accepts"])) if c["accepts"] else "-"
+        print(f"  {c['consumer']:<44} {c['event_type']:<26} accepts {accepts:<8} emitted v{c['emitted']}: {c['how']}")
+        if c["how"].startswith("CANNOT"):
+            problems.append(f"{c['consumer']} cannot read {c['event_type']} v{c['emitted']}")
+    dead = [(q["name"], int(q.get("messages") or 0)) for q in RabbitAdmin(settings).queues()
+            if q["name"].endswith(".dlq") and q.get("messages")]
+    print("dead-letter queues")
+    for name, n in dead:
+        print(f"  {name}: {n} message(s)")
+    if not dead:
+        print("  all empty")
+    else:
+        problems.append(f"{sum(n for _, n in dead)} dead-lettered message(s): look at them (and "
+                        "replay or drop them) before upgrading")
+    with db_connect(settings, autocommit=True) as conn:
+        lagging = []
+        for producer in PRODUCERS:
+            try:
+                position, newest = relay_lag_of(settings, producer, conn)
+            except psycopg.errors.UndefinedTable:
+                continue  # a store never written to (its schema is made when first used)
+            if newest > position:
+                lagging.append(f"{producer} {newest - position}")
+    if lagging:
+        problems.append("relay lag (stop writers and let the relay finish first): " + ", ".join(lagging))
+    print("ready to upgrade" if not problems else "not ready: " + "; ".join(problems))
+    return 1 if problems else 0
+
+
+def cmd_upgrade_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from .migrations import migrate
+
+    done = migrate(settings)
+    for m in done:
+        print(f"applied {m}")
+    print("no pending migrations" if not done else f"{len(done)} migration(s) applied")
+    return 0
+
+
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     user = rpc_call(settings, "orgs", "register_user", args.email, args.password, {"actor": "platformctl"})
     print(f"created user {user['id']} {user['email']}")
@@ -581,6 +696,13 @@ def build_parser() -> Parser:
     cd = cs.add_parser("delete", help="delete a consumer's queue and broker user")
     cd.add_argument("name", metavar="NAME")
     cd.set_defaults(func=cmd_consumers_delete)
+
+    upgrade = commands.add_parser("upgrade", help="is the running database and broker ready for new code")
+    ug = upgrade.add_subparsers(dest="upgrade_command", required=True, metavar="SUBCOMMAND")
+    ug.add_parser("check", help="pending migrations, consumers' contract versions, dead letters, relay lag "
+                  "(exit 1 if not ready)").set_defaults(func=cmd_upgrade_check)
+    ug.add_parser("migrate", help="apply the platform database's pending migrations").set_defaults(
+        func=cmd_upgrade_migrate)
 
     users = commands.add_parser("users", help="bootstrap users and platform admins")
     us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")
