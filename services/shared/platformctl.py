@@ -391,7 +391,7 @@ def cmd_history_diff(settings: Settings, args: argparse.Namespace) -> int:
         print("  (none)")
     print("events")
     for e in found["events"]:
-        print(f"  v{e['version']:<4} position {e['position']:<7} {e['time']}  {e['event']:<28} "
+        print(f"  v{e['version']:<4} position {e['position']:<7} {e['time']}  {e['event']:<30} "
               f"actor {e['actor'] or '-'}  correlation {e['correlation_id'] or '-'}")
     return 0
 
@@ -498,8 +498,8 @@ def consumer_versions(settings: Settings) -> list[dict[str, Any]]:
             older = sorted(v for (t, v) in REGISTRY if t == event_type and v < current)
             found.append({"consumer": f"integration.{c['name']}", "event_type": event_type, "accepts": None,
                           "emitted": current,
-                          "how": "receives v%d; v1..v%d readers use x-adapts-to" % (current, current - 1) if older
-                          else "receives v%d" % current})
+                          "how": f"receives v{current} (readers of v{', v'.join(map(str, older))} use its x-adapts-to)"
+                          if older else f"receives v{current}"})
     return found
 
 
