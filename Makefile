@@ -28,6 +28,7 @@ bench: venv infra
 	$(VENV)/bin/python bench/broker.py
 	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/functions.py
+	$(VENV)/bin/python bench/history.py
 
 lock:
 	$(PY) -m venv /tmp/lockvenv && /tmp/lockvenv/bin/pip install -q -r requirements.in && /tmp/lockvenv/bin/pip freeze > requirements.lock
