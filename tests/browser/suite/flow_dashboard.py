@@ -427,7 +427,7 @@ def test_admin_sees_the_project_in_the_admin_panel(admin: Person, settings: Sett
     result = page.locator("#history-result")
     expect(result).to_contain_text("Project.Requested")
     expect(page.locator("#history-state")).to_contain_text(story["ref"])
-    result.get_by_role("button", name="State at version 1").click()
+    result.get_by_role("button", name="State at version 1", exact=True).click()
     expect(page.locator("#history-state-h")).to_contain_text("version 1 of")
     expect(page.locator("#history-state")).to_contain_text('"status": "COMING_UP"')
     admin.shot("25-admin-history")

@@ -287,7 +287,8 @@ const HISTORY_KINDS = [["organization", "Organization (slug)"], ["project", "Pro
 export async function history({ query }) {
   if (!await guard("History")) return;
   const kind = h("select", { id: "history-kind", "aria-label": "Kind" },
-    HISTORY_KINDS.map(([k, label]) => h("option", { value: k, selected: query.get("kind") === k ? "" : null }, label)));
+    HISTORY_KINDS.map(([k, label]) => h("option", { value: k }, label)));
+  if (HISTORY_KINDS.some(([k]) => k === query.get("kind"))) kind.value = query.get("kind");
   const key = h("input", { id: "history-id", "aria-label": "Key", placeholder: "acme, abcdefghijklmnopqrst, …", value: query.get("id") || "" });
   const at = h("input", { id: "history-at", "aria-label": "At", placeholder: "now, an ISO time or a log position", value: query.get("at") || "" });
   const out = h("div", { id: "history-result" });
