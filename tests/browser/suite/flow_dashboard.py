@@ -430,7 +430,7 @@ def test_admin_sees_the_project_in_the_admin_panel(admin: Person, settings: Sett
     result.get_by_role("button", name="State at version 1", exact=True).click()
     expect(page.locator("#history-state-h")).to_contain_text("version 1 of")
     expect(page.locator("#history-state")).to_contain_text('"status": "COMING_UP"')
-    admin.shot("25-admin-history")
+    admin.shot("24b-admin-history")
 
 
 def test_admin_disables_a_user_whose_session_ends(admin: Person, member: Person, story: dict[str, Any]) -> None:
