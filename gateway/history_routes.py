@@ -1,7 +1,7 @@
 """Admin panel API for time travel: an aggregate's timeline and its state at any point.
 
-Platform admins only (asked of orgs first). Each kind's history is answered by the service
-that keeps it (the `history` RPC every producing service has); the gateway only routes.
+Platform admins only (asked of orgs here, and again by the service). Each kind's history is
+answered by the service that keeps it (the `history` RPC every producing service has).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class AdminHistory(Schema):
        query={"id": "its natural key (org slug, project ref, ref/slug, operation id) or aggregate id",
               "at": "an ISO time or a log position (default: now)"})
 def admin_history(gw: Any, request: Request, ctx: Ctx, kind: str) -> Response:
-    _admin(gw, request, ctx)
+    me = _admin(gw, request, ctx)
     key = request.args.get("id", "").strip()
     if not key:
         raise HttpError.invalid({"id": ["give the aggregate's key"]})
@@ -54,5 +54,5 @@ def admin_history(gw: Any, request: Request, ctx: Ctx, kind: str) -> Response:
         why = NOT_EVENT_SOURCED.get(kind, f"one of: {', '.join(KINDS)}")
         raise HttpError.invalid({"kind": [why]})
     at = request.args.get("at") or None
-    found = getattr(gw.services, KINDS[kind].producer).history(kind, key, at)
+    found = getattr(gw.services, KINDS[kind].producer).history(me.id, kind, key, at)
     return json_response(AdminHistory().dump(found))

@@ -61,6 +61,7 @@ class CredentialsViaRpc:
 class ProvisionerService:
     name = "provisioner"
     history = history_rpc()  # time travel over this service's store (admin panel)
+    orgs = RpcProxy("orgs")  # admin checks of the history RPC
 
     app: ProvisionerApplication = ApplicationProvider(build)
     runner: SagaRunner = RunnerProvider()

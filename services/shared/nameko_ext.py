@@ -207,14 +207,20 @@ reliable_handler = ReliableEventHandler.decorator
 
 def history_rpc() -> Callable[..., dict[str, Any]]:
     """The `history` RPC of a producing service (`history = history_rpc()` in its class):
-    time travel over the service's own store, for the admin panel's timelines (the gateway
-    asks only for platform admins). A function, not a mixin: `nameko run` would take an
+    time travel over the service's own store, for the admin panel's timelines (platform
+    admins only: the gateway and the service both ask orgs). A function, not a mixin: `nameko run` would take an
     imported class with entrypoints for a service of its own."""
 
     @rpc(expected_exceptions=EXPECTED)
-    def history(self: Any, kind: str, key: str, at: str | None = None) -> dict[str, Any]:
+    def history(self: Any, actor_id: str, kind: str, key: str, at: str | None = None) -> dict[str, Any]:
         from . import history as time_travel
 
+        # Platform admins only, asked here too (as every admin RPC does): orgs answers.
+        orgs = getattr(self, "orgs", None)
+        if orgs is not None:
+            RemotePort(orgs).require_admin(actor_id)
+        else:  # the orgs service itself
+            self.app.require_admin(actor_id)
         return time_travel.view(load_settings(), kind, key, at, producer=self.name)
 
     return history

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote
 
+import pytest
+
 from tests.integration.test_platformctl import Result, ctl  # noqa: F401 -- the fixture
 from tests.integration.test_project_lifecycle import new_org, wait_status
 
@@ -112,6 +114,10 @@ def test_state_at_past_times_equals_what_the_api_answered(http: Any, user_token:
     assert body["version"] < body["head"] == len(body["events"])
     assert [e["correlation_id"] for e in body["events"] if e["event"] == "Project.PostgrestConfigChanged"] == \
         [request_ids[0]]
+    # The services ask too: a forged RPC from a non-admin is refused.
+    for service in (rpc.projects, rpc.orgs, rpc.provisioner):
+        with pytest.raises(Exception, match="Forbidden|admin"):
+            service.history(user_id, "project", ref, None)
     r = http.get(f"/platform/admin/history/organization?id={slug}", token=admin)
     assert r.status_code == 200 and r.json()["state"]["name"] == "Renamed Later"
     r = http.get(f"/platform/admin/history/realtime-config?id={ref}", token=admin)
