@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import amqp
+import psycopg
 import pytest
 
-from services.shared.platformctl import open_store, relay_lag
+from services.shared.platformctl import open_store, relay_lag_of
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.relay import message_for
 from services.shared.runner import ROOT
@@ -71,7 +72,11 @@ def test_outside_consumer_gets_history_then_live_events_exactly_once(
         live = new_org(http, token, "After")
         assert http.request("PATCH", f"/platform/organizations/{live}", token=token,
                             json={"name": "After Renamed"}).status_code == 200
-        wait_for("the relay to publish orgs' events", lambda: (lag := relay_lag(settings)["orgs"])[0] >= lag[1])
+        def orgs_published() -> bool:
+            with psycopg.connect(settings.db_conninfo, autocommit=True) as conn:
+                position, newest = relay_lag_of(settings, "orgs", conn)
+            return position >= newest
+        wait_for("the relay to publish orgs' events", orgs_published)
         expected = stored_event_ids(settings)
         assert len(expected) >= 4  # at least our 3 creations and the rename
         wait_for("every event at the consumer", lambda: set(received(db)) >= expected, timeout=60)
