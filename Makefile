@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test infra venv lock clean bench
+.PHONY: run test infra venv npm lock clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -15,13 +15,21 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# npm packages the tests drive (the Supabase MCP server), from the lock only.
+NPM_STAMP := node_modules/.installed
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+npm: $(NPM_STAMP)
+
 infra:
 	bash scripts/ensure_infra.sh
 
 run: venv infra
 	$(VENV)/bin/platform-run
 
-test: venv infra
+test: venv npm infra
 	$(VENV)/bin/python -m pytest
 
 bench: venv infra

@@ -1,7 +1,9 @@
 """Admin panel API: platform-wide routes under /platform/admin/, for platform admins only.
 
 Who is a platform admin is the orgs service's answer (`require_admin`: the User.is_admin flag,
-set by `platformctl users promote` or another admin). Every route asks it first, and the
+set by `platformctl users promote` or another admin). Every route declares `who="admin"`, so
+the gateway asks it before the handler runs (and no organization membership is required,
+even with a project's <ref> in the path), and the
 services ask it again for what they return or change, so a forged request gets 403 either way.
 System health is the same computation as `platformctl status` (services/shared/status.py).
 """
@@ -28,9 +30,7 @@ log = logging.getLogger("gateway.admin")
 
 
 def _admin(gw: Any, request: Request, ctx: Ctx) -> Caller:
-    me = gw.caller(request, ctx)
-    gw.services.orgs.require_admin(me.id)
-    return me
+    return gw.require_admin(request, ctx)  # type: ignore[no-any-return]
 
 
 # ---- schemas ----------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ class AdminHealth(Schema):
 
 # ---- routes -----------------------------------------------------------------------------------
 
-@route("GET", "/platform/admin/overview", summary="Platform-wide statistics (platform admins)", tag="admin",
+@route("GET", "/platform/admin/overview", summary="Platform-wide statistics (platform admins)", tag="admin", who="admin",
        response=AdminStats)
 def admin_overview(gw: Any, request: Request, ctx: Ctx) -> Response:
     me = _admin(gw, request, ctx)
@@ -130,7 +130,7 @@ def _usage_totals(gw: Any, org_slugs: list[str]) -> dict[str, int] | None:
     return dict(sorted(totals.items()))
 
 
-@route("GET", "/platform/admin/organizations", summary="Every organization (platform admins)", tag="admin",
+@route("GET", "/platform/admin/organizations", summary="Every organization (platform admins)", tag="admin", who="admin",
        response=AdminOrganization, many=True)
 def admin_organizations(gw: Any, request: Request, ctx: Ctx) -> Response:
     me = _admin(gw, request, ctx)
@@ -140,7 +140,7 @@ def admin_organizations(gw: Any, request: Request, ctx: Ctx) -> Response:
     return json_response(AdminOrganization(many=True).dump([{**o, "projects": counts.get(o["slug"], 0)} for o in orgs]))
 
 
-@route("GET", "/platform/admin/projects", summary="Every project, removed ones too (platform admins)", tag="admin",
+@route("GET", "/platform/admin/projects", summary="Every project, removed ones too (platform admins)", tag="admin", who="admin",
        response=AdminProject, many=True)
 def admin_projects(gw: Any, request: Request, ctx: Ctx) -> Response:
     me = _admin(gw, request, ctx)
@@ -153,25 +153,25 @@ def _project_action(gw: Any, request: Request, ctx: Ctx, ref: str, action: str) 
     return json_response(s.V1ProjectResponse().dump(project))
 
 
-@route("POST", "/platform/admin/projects/<ref>/pause", summary="Pause any project (platform admins)", tag="admin",
+@route("POST", "/platform/admin/projects/<ref>/pause", summary="Pause any project (platform admins)", tag="admin", who="admin",
        response=s.V1ProjectResponse)
 def admin_pause_project(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     return _project_action(gw, request, ctx, ref, "pause")
 
 
 @route("POST", "/platform/admin/projects/<ref>/restore", summary="Restore any paused project (platform admins)",
-       tag="admin", response=s.V1ProjectResponse)
+       tag="admin", who="admin", response=s.V1ProjectResponse)
 def admin_restore_project(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     return _project_action(gw, request, ctx, ref, "restore")
 
 
-@route("DELETE", "/platform/admin/projects/<ref>", summary="Delete any project (platform admins)", tag="admin",
+@route("DELETE", "/platform/admin/projects/<ref>", summary="Delete any project (platform admins)", tag="admin", who="admin",
        response=s.V1ProjectResponse)
 def admin_delete_project(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     return _project_action(gw, request, ctx, ref, "delete")
 
 
-@route("GET", "/platform/admin/users", summary="Every user (platform admins)", tag="admin", response=AdminUser,
+@route("GET", "/platform/admin/users", summary="Every user (platform admins)", tag="admin", who="admin", response=AdminUser,
        many=True)
 def admin_users(gw: Any, request: Request, ctx: Ctx) -> Response:
     me = _admin(gw, request, ctx)
@@ -179,7 +179,7 @@ def admin_users(gw: Any, request: Request, ctx: Ctx) -> Response:
 
 
 @route("PATCH", "/platform/admin/users/<user_id>", summary="Promote, demote, disable or enable a user "
-       "(platform admins; not yourself)", tag="admin", body=AdminUserUpdate, response=AdminUser)
+       "(platform admins; not yourself)", tag="admin", who="admin", body=AdminUserUpdate, response=AdminUser)
 def admin_update_user(gw: Any, request: Request, ctx: Ctx, user_id: str) -> Response:
     me = _admin(gw, request, ctx)
     data = gw.body(request, AdminUserUpdate)
@@ -194,7 +194,7 @@ def admin_update_user(gw: Any, request: Request, ctx: Ctx, user_id: str) -> Resp
 
 
 @route("GET", "/platform/admin/health", summary="System health: processes, queue depths, relay lag, dead letters "
-       "(platform admins; what `platformctl status` shows)", tag="admin", response=AdminHealth)
+       "(platform admins; what `platformctl status` shows)", tag="admin", who="admin", response=AdminHealth)
 def admin_health(gw: Any, request: Request, ctx: Ctx) -> Response:
     _admin(gw, request, ctx)
     return json_response(AdminHealth().dump(platform_status(gw.settings)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-import zlib
 from typing import Any, Callable
 
 from marshmallow import Schema, ValidationError
@@ -22,6 +21,7 @@ from services.shared.settings import Settings
 
 from . import schemas as s
 from .errors import HttpError, from_remote
+from .authcache import AuthCache, orgs_key, token_key, user_key
 from .routing import ROUTES, route, url_map
 from .sessions import Session, SessionStore
 
@@ -30,6 +30,7 @@ log = logging.getLogger("gateway")
 MAX_BODY = 1024 * 1024
 SESSION_COOKIE = "sp_session"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+PROJECT_PATHS = ("/v1/projects", "/platform/projects/")  # writes there change no identity
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -53,14 +54,21 @@ class Caller:
         self.id: str = user["id"]
         self.session = session
         self.session_token = session_token
+        # The caller's organizations, as orgs said when authenticating (passed to reads so
+        # the services need not ask orgs again; they check the project's organization is one).
+        self.org_slugs: list[str] = list(user.get("organizations") or [])
 
 
 # Route modules beside this one register more handlers (plain functions taking the gateway
 # as first argument); import them here so every process has the same table.
 ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
-                                  "gateway.metering_routes", "gateway.history_routes")
+                                  "gateway.metering_routes", "gateway.database_routes",
+                                  "gateway.history_routes")
+# Routes declared with @endpoint (gateway/routing.py): handlers are (call) -> data.
+ROUTE_MODULES += ("gateway.projects_routes",)
 HANDLERS: dict[str, Callable[..., Response]] = {}
-SCOPED: set[str] = set()  # authenticated routes under an organization <slug> or a project <ref>
+SCOPED: dict[str, str] = {}  # endpoint -> "org" or "project": membership checked before the handler runs
+ADMIN: set[str] = set()  # endpoints for platform admins only: checked before the handler runs
 
 
 def _load_routes() -> None:
@@ -69,16 +77,18 @@ def _load_routes() -> None:
     for name in ROUTE_MODULES:
         importlib.import_module(name)
     HANDLERS.update({r.endpoint: r.handler for r in ROUTES if r.handler is not None})
-    SCOPED.update(r.endpoint for r in ROUTES if r.auth and ("<ref>" in r.path or "<slug>" in r.path))
+    SCOPED.update((r.endpoint, r.scope) for r in ROUTES if r.scope is not None)
+    ADMIN.update(r.endpoint for r in ROUTES if r.who == "admin")
 
 
 class Gateway:
     _map = None
 
-    def __init__(self, services: Any, sessions: SessionStore, settings: Settings):
+    def __init__(self, services: Any, sessions: SessionStore, settings: Settings, auth_cache: AuthCache | None = None):
         self.services = services
         self.sessions = sessions
         self.settings = settings
+        self.auth_cache = auth_cache
         if Gateway._map is None:
             _load_routes()
             Gateway._map = url_map()
@@ -91,8 +101,10 @@ class Gateway:
             endpoint, args = adapter.match()
             handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
-            if endpoint in SCOPED:
-                self.require_membership(request, ctx, args)
+            if endpoint in ADMIN:
+                self.require_admin(request, ctx)
+            elif endpoint in SCOPED:
+                self.require_membership(request, ctx, args, SCOPED[endpoint])
             response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
@@ -110,6 +122,11 @@ class Gateway:
                 response = error_response(500, "internal error")
             else:
                 response = error_response(mapped.status, mapped.message, mapped.fields)
+        if self.auth_cache and request.method in UNSAFE and response.status_code < 400 \
+                and not request.path.startswith(PROJECT_PATHS):
+            # Tokens, users, memberships or organizations may have changed: forget every
+            # identity this process remembers (orgs' events tell the other gateways).
+            self.auth_cache.clear()
         response.headers["X-Request-Id"] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -129,15 +146,33 @@ class Gateway:
         except ValidationError as e:
             raise HttpError.invalid(e.messages) from None
 
-    def require_membership(self, request: Request, ctx: dict[str, Any], args: dict[str, Any]) -> None:
+    def require_membership(self, request: Request, ctx: dict[str, Any], args: dict[str, Any], scope: str) -> None:
         """Before reading any input of an organization- or project-scoped route, make sure the
         caller belongs there: strangers get the same 404 whatever they send. (The services
         check the role for the action itself.)"""
         me = self.caller(request, ctx)
-        if "ref" in args:
-            self.services.projects.get_project(me.id, args["ref"])
-        elif "slug" in args:
+        if scope == "project":
+            # The project as the caller may see it: handlers that show it use this one.
+            request.environ["sp.project"] = self.services.projects.get_project(me.id, args["ref"], me.org_slugs)
+        elif scope == "org":
             self.services.orgs.authorize(me.id, args["slug"], "org.read")
+
+    def scoped_project(self, request: Request, ctx: dict[str, Any], ref: str) -> dict[str, Any]:
+        """The project of a project-scoped route, as the membership check read it."""
+        known = request.environ.get("sp.project")
+        if known is not None and known.get("ref") == ref:
+            return known  # type: ignore[no-any-return]
+        me = self.caller(request, ctx)
+        return self.services.projects.get_project(me.id, ref, me.org_slugs)  # type: ignore[no-any-return]
+
+    def require_admin(self, request: Request, ctx: dict[str, Any]) -> Caller:
+        """Platform-admin routes: the caller is an enabled platform admin (orgs decides), or 403;
+        asked once per request (the handler and the services may ask again)."""
+        me = self.caller(request, ctx)
+        if not request.environ.get("sp.admin"):
+            self.services.orgs.require_admin(me.id)
+            request.environ["sp.admin"] = True
+        return me
 
     def caller(self, request: Request, ctx: dict[str, Any]) -> Caller:
         """Authenticate by bearer token or session cookie; cookie writes need the CSRF header."""
@@ -150,7 +185,14 @@ class Gateway:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise HttpError(401, "Authorization must be 'Bearer <access token>'")
-            caller = Caller(self.services.orgs.authenticate_token(token.strip()))
+            token = token.strip()
+            key = token_key(token)
+            user = self.auth_cache.get(key) if self.auth_cache else None
+            if user is None:
+                user = self.services.orgs.authenticate_token(token)
+                if self.auth_cache:
+                    self.auth_cache.put(key, user)
+            caller = Caller(user)
         else:
             token = request.cookies.get(SESSION_COOKIE)
             session = self.sessions.get(token) if token else None
@@ -158,7 +200,13 @@ class Gateway:
                 raise HttpError(401, "sign in, or send a bearer access token (Authorization: Bearer sbp_...)")
             if request.method in UNSAFE and request.headers.get("X-CSRF-Token") != session.csrf_token:
                 raise HttpError(403, "missing or wrong X-CSRF-Token header for this session")
-            caller = Caller(self.services.orgs.get_user(session.user_id), session, token)
+            key = user_key(session.user_id)
+            user = self.auth_cache.get(key) if self.auth_cache else None
+            if user is None:
+                user = self.services.orgs.get_user(session.user_id)
+                if self.auth_cache and not user.get("disabled"):
+                    self.auth_cache.put(key, user)
+            caller = Caller(user, session, token)
             if caller.user.get("disabled"):
                 # Disabling an account ends its sessions too (tokens are refused by orgs itself).
                 self.sessions.delete(token)
@@ -191,8 +239,17 @@ class Gateway:
            response=s.OrganizationResponseV1, many=True)
     def v1_list_organizations(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
-        orgs = self.services.orgs.list_organizations(me.id)
-        return json_response(s.OrganizationResponseV1(many=True).dump(orgs))
+        # Remembered with the caller's identity (same TTL, dropped by the same events, and by
+        # organization_updated): the answer changes only when an organization or membership does.
+        key = orgs_key(me.id)
+        known = self.auth_cache.get(key) if self.auth_cache else None
+        if known is None:
+            orgs = self.services.orgs.list_organizations(me.id)
+            known = {"id": me.id, "organizations": [o["slug"] for o in orgs],
+                     "body": json.dumps(s.OrganizationResponseV1(many=True).dump(orgs))}
+            if self.auth_cache:
+                self.auth_cache.put(key, known)
+        return Response(known["body"], mimetype="application/json")
 
     @route("POST", "/v1/organizations", summary="Create an organization", tag="v1",
            body=s.CreateOrganizationV1, response=s.OrganizationResponseV1, status=201)
@@ -412,127 +469,3 @@ class Gateway:
             raise HttpError.invalid({"limit": ["must be an integer from 1 to 1000"]})
         entries = self.services.orgs.audit_log(me.id, slug, int(raw))
         return json_response(s.AuditEntry(many=True).dump(entries))
-
-    # ===== v1: projects ========================================================================
-    @route("POST", "/v1/projects", summary="Create a project (returns at once, COMING_UP)", tag="v1",
-           body=s.V1CreateProjectBody, response=s.V1ProjectResponse, status=201)
-    def v1_create_project(self, request: Request, ctx: dict[str, Any]) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.V1CreateProjectBody)
-        if not data.get("organization_slug") and not data.get("organization_id"):
-            raise HttpError.invalid({"organization_slug": ["Missing data for required field."]})
-        key = request.headers.get("Idempotency-Key")
-        project = self.services.projects.create_project(me.id, data, key, ctx)
-        return json_response(s.V1ProjectResponse().dump(project), 201)
-
-    @route("GET", "/v1/projects", summary="List all projects", tag="v1",
-           response=s.V1ProjectWithDatabaseResponse, many=True)
-    def v1_list_projects(self, request: Request, ctx: dict[str, Any]) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.V1ProjectWithDatabaseResponse(many=True).dump(self.services.projects.list_projects(me.id)))
-
-    @route("GET", "/v1/projects/<ref>", summary="Gets a specific project", tag="v1",
-           response=s.V1ProjectWithDatabaseResponse)
-    def v1_get_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.V1ProjectWithDatabaseResponse().dump(self.services.projects.get_project(me.id, ref)))
-
-    @route("DELETE", "/v1/projects/<ref>", summary="Deletes the given project", tag="v1",
-           response=s.V1ProjectRefResponse)
-    def v1_delete_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        project = self.services.projects.delete_project(me.id, ref, ctx)
-        return json_response(s.V1ProjectRefResponse().dump(
-            {"id": zlib.crc32(project["ref"].encode()), "ref": project["ref"], "name": project["name"]}))
-
-    @route("POST", "/v1/projects/<ref>/pause", summary="Pauses the given project", tag="v1")
-    def v1_pause_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        self.services.projects.pause_project(me.id, ref, ctx)
-        return Response(status=200)
-
-    @route("POST", "/v1/projects/<ref>/restore", summary="Restores the given project", tag="v1")
-    def v1_restore_project(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        self.services.projects.restore_project(me.id, ref, ctx)
-        return Response(status=200)
-
-    @route("GET", "/v1/projects/<ref>/health", summary="Gets project's service health status", tag="v1",
-           response=s.V1ServiceHealthResponse, many=True,
-           query={"services": "comma separated or repeated: auth, db, db_postgres_user, pooler, realtime, rest, storage, pg_bouncer"})
-    def v1_project_health(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        allowed = ["auth", "db", "db_postgres_user", "pooler", "realtime", "rest", "storage", "pg_bouncer"]
-        wanted = [x for v in request.args.getlist("services") for x in v.split(",") if x]
-        bad = [x for x in wanted if x not in allowed]
-        if not wanted or bad:
-            raise HttpError.invalid({"services": [f"give one or more of {', '.join(allowed)}"]})
-        return json_response(s.V1ServiceHealthResponse(many=True).dump(
-            self.services.projects.project_health(me.id, ref, wanted)))
-
-    @route("GET", "/v1/projects/<ref>/api-keys", summary="Get project api keys", tag="v1",
-           response=s.ApiKeyResponse, many=True)
-    def v1_api_keys(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.ApiKeyResponse(many=True).dump(self.services.projects.api_keys(me.id, ref)))
-
-    @route("GET", "/v1/projects/<ref>/postgrest", summary="Gets project's postgrest config", tag="v1",
-           response=s.PostgrestConfigWithJWTSecretResponse)
-    def v1_get_postgrest(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.PostgrestConfigWithJWTSecretResponse().dump(
-            self.services.projects.get_postgrest(me.id, ref)))
-
-    @route("PATCH", "/v1/projects/<ref>/postgrest", summary="Updates project's postgrest config", tag="v1",
-           body=s.V1UpdatePostgrestConfigBody, response=s.V1PostgrestConfigResponse)
-    def v1_update_postgrest(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.V1UpdatePostgrestConfigBody)
-        return json_response(s.V1PostgrestConfigResponse().dump(
-            self.services.projects.update_postgrest(me.id, ref, data, ctx)))
-
-    @route("GET", "/v1/projects/<ref>/config/auth", summary="Gets project's auth config", tag="v1",
-           response=s.AuthConfig)
-    def v1_get_auth_config(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(self.services.projects.get_auth_config(me.id, ref))
-
-    @route("PATCH", "/v1/projects/<ref>/config/auth", summary="Updates a project's auth config", tag="v1",
-           body=s.AuthConfig, response=s.AuthConfig)
-    def v1_update_auth_config(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.AuthConfig)  # each field is checked by the projects service
-        return json_response(self.services.projects.update_auth_config(me.id, ref, data, ctx))
-
-    # ===== platform: projects ==================================================================
-    @route("GET", "/platform/projects/<ref>", summary="A project with its progress and connection details",
-           tag="projects", response=s.ProjectDetail)
-    def get_project_detail(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        project = self.services.projects.get_project(me.id, ref)
-        if project.get("connection"):
-            # Project APIs are served by the project edge, on an origin apart from this one.
-            project["connection"] = {**project["connection"], "api_url": self.settings.project_api_url(project["ref"])}
-        return json_response(s.ProjectDetail().dump(project))
-
-    @route("POST", "/platform/projects/<ref>/jwt-secret/rotate",
-           summary="Rotate the JWT secret: new anon and service_role keys, the old ones stop verifying",
-           tag="projects", response=s.ApiKeyResponse, many=True)
-    def rotate_jwt_secret(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.ApiKeyResponse(many=True).dump(self.services.projects.rotate_jwt_secret(me.id, ref, ctx)))
-
-    @route("GET", "/platform/projects/<ref>/settings/history", summary="Every settings change, newest first",
-           tag="projects", response=s.SettingChange, many=True)
-    def settings_history(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        return json_response(s.SettingChange(many=True).dump(self.services.projects.settings_history(me.id, ref)))
-
-    @route("POST", "/platform/projects/<ref>/settings/rollback", summary="Restore PostgREST and auth settings to an "
-           "earlier version from the settings history (a new change naming it)", tag="projects",
-           body=s.SettingsRollback, response=s.SettingsRolledBack)
-    def rollback_settings(self, request: Request, ctx: dict[str, Any], ref: str) -> Response:
-        me = self.caller(request, ctx)
-        data = self.body(request, s.SettingsRollback)
-        return json_response(s.SettingsRolledBack().dump(
-            self.services.projects.rollback_settings(me.id, ref, data["version"], ctx)))

@@ -10,6 +10,7 @@ import base64
 import json
 import zlib
 from typing import Any
+from urllib.parse import quote
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 from werkzeug.datastructures import FileStorage
@@ -159,8 +160,14 @@ def _pack_file(name: str, data: bytes) -> list[str]:
     return [name, base64.b64encode(zlib.compress(data)).decode()]
 
 
-def _dump_fn(fn: dict[str, Any]) -> dict[str, Any]:
-    return dict(FunctionResponse().dump(fn))
+def _dump_fn(fn: dict[str, Any], ref: str) -> dict[str, Any]:
+    out = dict(FunctionResponse().dump(fn))
+    # As Supabase answers: file:// URLs under the deployment's folder (clients such as the
+    # MCP server parse them with fileURLToPath and strip that prefix again).
+    for key in ("entrypoint_path", "import_map_path"):
+        if out.get(key) and not str(out[key]).startswith("file://"):
+            out[key] = f"file:///tmp/user_fn_{ref}_{out['id']}_{out['version']}/source/{quote(str(out[key]).lstrip('/'))}"
+    return out
 
 
 # ---- v1: functions -------------------------------------------------------------------------------
@@ -169,7 +176,7 @@ def _dump_fn(fn: dict[str, Any]) -> dict[str, Any]:
        response=FunctionResponse, many=True)
 def v1_list_functions(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     me = gw.caller(request, ctx)
-    return json_response([_dump_fn(f) for f in gw.services.functions.list_functions(me.id, ref)])
+    return json_response([_dump_fn(f, ref) for f in gw.services.functions.list_functions(me.id, ref)])
 
 
 @route("POST", "/v1/projects/<ref>/functions/deploy", summary="Deploy a function (multipart: metadata + files)",
@@ -207,7 +214,7 @@ def v1_deploy_function(gw: Any, request: Request, ctx: Ctx, ref: str) -> Respons
             raise HttpError.invalid({"file": ["every file part needs a filename (its path in the bundle)"]})
         files.append(_pack_file(up.filename, up.read()))
     fn = gw.services.functions.deploy_function(me.id, ref, slug, metadata, files, bundle_only, ctx)
-    return json_response(_dump_fn(fn), 201)
+    return json_response(_dump_fn(fn, ref), 201)
 
 
 @route("POST", "/v1/projects/<ref>/functions", summary="Create a function (its body as one TypeScript file)",
@@ -225,7 +232,7 @@ def v1_create_function(gw: Any, request: Request, ctx: Ctx, ref: str) -> Respons
         if "verify_jwt" not in data and _bool_arg(request, "verify_jwt") is not None:
             data["verify_jwt"] = _bool_arg(request, "verify_jwt")
     body = _load(V1CreateFunctionBody(), data)
-    return json_response(_dump_fn(gw.services.functions.create_function(me.id, ref, body, ctx)), 201)
+    return json_response(_dump_fn(gw.services.functions.create_function(me.id, ref, body, ctx), ref), 201)
 
 
 @route("PUT", "/v1/projects/<ref>/functions", summary="Bulk update functions (make deployed versions live)",
@@ -240,14 +247,14 @@ def v1_bulk_update_functions(gw: Any, request: Request, ctx: Ctx, ref: str) -> R
     except ValidationError as e:
         raise HttpError.invalid(e.messages) from None
     fns = gw.services.functions.bulk_update_functions(me.id, ref, items, ctx)
-    return json_response({"functions": [_dump_fn(f) for f in fns]})
+    return json_response({"functions": [_dump_fn(f, ref) for f in fns]})
 
 
 @route("GET", "/v1/projects/<ref>/functions/<function_slug>", summary="Retrieve a function", tag="v1",
        response=FunctionResponse)
 def v1_get_function(gw: Any, request: Request, ctx: Ctx, ref: str, function_slug: str) -> Response:
     me = gw.caller(request, ctx)
-    return json_response(_dump_fn(gw.services.functions.get_function(me.id, ref, function_slug)))
+    return json_response(_dump_fn(gw.services.functions.get_function(me.id, ref, function_slug), ref))
 
 
 @route("PATCH", "/v1/projects/<ref>/functions/<function_slug>", summary="Update a function (name, verify_jwt, body)",
@@ -264,7 +271,7 @@ def v1_update_function(gw: Any, request: Request, ctx: Ctx, ref: str, function_s
     changes = _load(V1UpdateFunctionBody(), data)
     if request.args.get("slug") not in (None, function_slug):
         changes["slug"] = request.args["slug"]
-    return json_response(_dump_fn(gw.services.functions.update_function(me.id, ref, function_slug, changes, ctx)))
+    return json_response(_dump_fn(gw.services.functions.update_function(me.id, ref, function_slug, changes, ctx), ref))
 
 
 @route("DELETE", "/v1/projects/<ref>/functions/<function_slug>", summary="Delete a function", tag="v1")
@@ -362,7 +369,7 @@ def rollback_function(gw: Any, request: Request, ctx: Ctx, ref: str, function_sl
     me = gw.caller(request, ctx)
     data = _json_body(request) if request.get_data(cache=True) else {}
     version = _load(Rollback(), data).get("version")
-    return json_response(_dump_fn(gw.services.functions.rollback_function(me.id, ref, function_slug, version, ctx)))
+    return json_response(_dump_fn(gw.services.functions.rollback_function(me.id, ref, function_slug, version, ctx), ref))
 
 
 @route("GET", "/platform/projects/<ref>/functions/<function_slug>/logs",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, RAISE, Schema, fields, validate
 
-ROLE = validate.OneOf(["owner", "admin", "member"])
+ROLE = validate.OneOf(["owner", "admin", "member", "read_only"])
 NAME = validate.Length(min=1, max=256)
 
 

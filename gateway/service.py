@@ -10,15 +10,33 @@ from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 from werkzeug.wrappers import Request, Response
 
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, make_pool
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, broadcast_handler, make_pool
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
+from .authcache import AuthCache
 from .paths import unsafe_path
 from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
 METHODS = "GET,POST,PUT,PATCH,DELETE"
+
+
+# orgs' events after which a cached identity may be wrong (gateway/authcache.py).
+IDENTITY_EVENTS = ("token_revoked", "user_access_changed", "user_admin_changed", "member_added",
+                   "member_role_changed", "member_removed", "ownership_transferred", "organization_updated",
+                   "organization_deleted")
+
+
+def _identity_handler(event_type: str) -> Any:
+    # Every gateway process has its own queue (BROADCAST), auto-deleted with it; a missed
+    # message costs at most the cache's TTL, so no retries or dead letters here.
+    @broadcast_handler("orgs", event_type)
+    def handle(self: "GatewayService", envelope: dict[str, Any]) -> None:
+        self.auth_cache.on_event(envelope)
+
+    handle.__name__ = f"on_{event_type}"
+    return handle
 
 
 def _sessions(settings: Settings) -> SqlSessionStore:
@@ -34,16 +52,22 @@ class GatewayService:
     functions = RpcProxy("functions")
     metering = RpcProxy("metering")
     provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
+    database = RpcProxy("database")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
     settings: Any = SettingsProvider()
+    auth_cache: AuthCache = ApplicationProvider(lambda s: AuthCache(s.gateway_auth_cache_ttl_s))
+
+    for _event_type in IDENTITY_EVENTS:
+        locals()[f"on_{_event_type}"] = _identity_handler(_event_type)
+    del _event_type
 
     def _handle(self, request: Request) -> Response:
         # The raw path, before werkzeug decodes it: dot segments and their encodings never route.
         why = unsafe_path(request.environ.get("RAW_PATH_INFO") or request.environ.get("REQUEST_URI") or request.path)
         if why:
             return Response(json.dumps({"message": why}), status=400, mimetype="application/json")
-        response = Gateway(self, self.sessions, self.settings).handle(request)
+        response = Gateway(self, self.sessions, self.settings, self.auth_cache).handle(request)
         # Usage per project (requests, egress) for metering; counted in memory, sent in batches.
         return self.usage.observe(request, response, RemotePort(self.projects).project_org)
 

@@ -61,6 +61,8 @@ def make_test_settings(tag: str) -> Settings:
         edge_port=edge_port,
         edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
+        # SQL through the Management API: a short timeout so the timeout tests are quick.
+        database_statement_timeout_ms=4000,
         # CPU time far below the wall clock: on a loaded 2-core machine a busy loop may get a
         # sixth of a core, and must still meet the CPU limit first.
         functions_cpu_time_ms=500,

@@ -250,13 +250,13 @@ class FunctionsApplication(Application):
                 "import_map_path": info["import_map_path"], "static_patterns": info["static_patterns"],
                 "files": [{"name": p, "content": c} for p, c in B.unpack(data)]}
 
-    def function_logs(self, user_id: str, ref: str, slug: str, query: dict[str, Any],
+    def function_logs(self, user_id: str, ref: str, slug: str | None, query: dict[str, Any],
                       projects: ProjectsPort) -> list[dict[str, Any]]:
-        """Console lines and invocation records of one function, newest first. `query`:
-        since/until (ISO 8601 or epoch ms), level (at least this level), kind, request_id, limit."""
+        """Console lines and invocation records of one function (slug None: of every function
+        of the project), newest first. `query`: since/until (ISO 8601 or epoch ms), level (at
+        least this level), kind, request_id, limit."""
         self._readable(user_id, ref, projects)
-        fn = self._function_or_none(ref, slug)
-        if fn is None:
+        if slug is not None and self._function_or_none(ref, slug) is None:
             raise NotFound(f"function {slug} not found")
         level = query.get("level")
         if level is not None and level not in LEVELS:

@@ -101,6 +101,11 @@ class FunctionsService:
     def function_logs(self, user_id: str, ref: str, slug: str, query: dict[str, Any]) -> list[dict[str, Any]]:
         return self.app.function_logs(user_id, ref, slug, query, RemotePort(self.projects))
 
+    @rpc(expected_exceptions=EXPECTED)
+    def project_logs(self, user_id: str, ref: str, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every function's log lines and invocation records of a project (the logs explorer)."""
+        return self.app.function_logs(user_id, ref, None, query, RemotePort(self.projects))
+
     # -- secrets -------------------------------------------------------------------------------
     @rpc(expected_exceptions=EXPECTED)
     def list_secrets(self, user_id: str, ref: str) -> list[dict[str, Any]]:

@@ -91,7 +91,7 @@ class MemoryBundleStore:
 
 class LogStore(Protocol):
     def append(self, rows: list[dict[str, Any]]) -> None: ...
-    def query(self, ref: str, slug: str, since: datetime | None, until: datetime | None,
+    def query(self, ref: str, slug: str | None, since: datetime | None, until: datetime | None,
               levels: list[str] | None, kind: str | None, request_id: str | None, limit: int) -> list[dict[str, Any]]: ...
 
 
@@ -120,9 +120,12 @@ class SqlLogStore:
                     "%s::int[], %s::float8[], %s::text[])",
                     [[r.get(c) for r in rows] for c in LOG_COLUMNS])
 
-    def query(self, ref: str, slug: str, since: datetime | None, until: datetime | None,
+    def query(self, ref: str, slug: str | None, since: datetime | None, until: datetime | None,
               levels: list[str] | None, kind: str | None, request_id: str | None, limit: int) -> list[dict[str, Any]]:
-        where, args = ["ref = %s", "slug = %s"], [ref, slug]
+        where, args = ["ref = %s"], [ref]
+        if slug is not None:  # None: every function of the project
+            where.append("slug = %s")
+            args.append(slug)
         for cond, value in (("at >= %s", since), ("at < %s", until), ("kind = %s", kind),
                             ("request_id = %s", request_id)):
             if value is not None:
@@ -131,7 +134,7 @@ class SqlLogStore:
         if levels:
             where.append("level = ANY(%s)")
             args.append(levels)
-        sql = (f"SELECT {', '.join(LOG_COLUMNS[2:])} FROM functions.logs WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {', '.join(LOG_COLUMNS[1:])} FROM functions.logs WHERE {' AND '.join(where)} "
                "ORDER BY at DESC, id DESC LIMIT %s")
         with self.pool.connection() as conn:
             cur = conn.execute(sql, [*args, limit])
@@ -152,14 +155,14 @@ class MemoryLogStore:
         with self._lock:
             self.rows.extend(dict(r) for r in rows)
 
-    def query(self, ref: str, slug: str, since: datetime | None, until: datetime | None,
+    def query(self, ref: str, slug: str | None, since: datetime | None, until: datetime | None,
               levels: list[str] | None, kind: str | None, request_id: str | None, limit: int) -> list[dict[str, Any]]:
-        out = [r for r in self.rows if r["ref"] == ref and r["slug"] == slug
+        out = [r for r in self.rows if r["ref"] == ref and slug in (None, r["slug"])
                and (since is None or r["at"] >= since) and (until is None or r["at"] < until)
                and (not levels or r["level"] in levels) and (kind is None or r["kind"] == kind)
                and (request_id is None or r["request_id"] == request_id)]
         out.sort(key=lambda r: r["at"], reverse=True)
-        return [_row_out({c: r.get(c) for c in LOG_COLUMNS[2:]}) for r in out[:limit]]
+        return [_row_out({c: r.get(c) for c in LOG_COLUMNS[1:]}) for r in out[:limit]]
 
 
 # ---- tenants (what the provisioner told us) ---------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 NAMESPACE = uuid.UUID("0b3c6a52-53c7-4a8e-9f0e-2d6b1c7a9e11")
-ROLES = ("owner", "admin", "member")
+ROLES = ("owner", "admin", "member", "read_only")
 Meta = dict[str, Any]
 
 

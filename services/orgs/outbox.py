@@ -29,6 +29,8 @@ def to_message(e: Any) -> OutgoingMessage | None:
         return OutgoingMessage("user_access_changed", 1, {"user_id": str(e.originator_id), "disabled": True}, **common)
     if isinstance(e, User.Enabled):
         return OutgoingMessage("user_access_changed", 1, {"user_id": str(e.originator_id), "disabled": False}, **common)
+    if isinstance(e, User.TokenRemoved):
+        return OutgoingMessage("token_revoked", 1, {"user_id": str(e.originator_id), "token_id": e.token_id}, **common)
     if not isinstance(e, Organization.Event):
         return None
     # Only Created carries the slug as a field; the application records it in the meta of

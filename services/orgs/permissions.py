@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ROLES = ("owner", "admin", "member")
+ROLES = ("owner", "admin", "member", "read_only")
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,11 @@ def _a(name: str, roles: str, description: str) -> Action:
 
 
 MATRIX: tuple[Action, ...] = (
-    _a("org.read", "owner,admin,member", "See the organization and its settings"),
+    _a("org.read", "owner,admin,member,read_only", "See the organization and its settings"),
     _a("org.update", "owner,admin", "Rename the organization, change billing email and default region"),
     _a("org.delete", "owner", "Delete the organization (refused while it has projects)"),
-    _a("org.leave", "owner,admin,member", "Leave the organization (not the last owner)"),
-    _a("members.read", "owner,admin,member", "List members and their roles"),
+    _a("org.leave", "owner,admin,member,read_only", "Leave the organization (not the last owner)"),
+    _a("members.read", "owner,admin,member,read_only", "List members and their roles"),
     _a("members.invite", "owner,admin", "Invite people by email with the admin or member role"),
     _a("members.change_role", "owner,admin", "Change a member's role between admin and member"),
     _a("members.remove", "owner,admin", "Remove an admin or member"),
@@ -36,15 +36,17 @@ MATRIX: tuple[Action, ...] = (
     _a("invitations.read", "owner,admin", "List pending and past invitations"),
     _a("invitations.manage", "owner,admin", "Resend or revoke invitations"),
     _a("audit.read", "owner,admin", "Read the organization's audit log"),
-    _a("projects.read", "owner,admin,member", "See projects, their status, settings and anon key"),
+    _a("projects.read", "owner,admin,member,read_only", "See projects, their status, settings and anon key"),
     _a("projects.create", "owner,admin", "Create projects"),
     _a("projects.manage", "owner,admin", "Pause, restore and change project settings"),
     _a("projects.delete", "owner,admin", "Delete projects"),
     _a("projects.secrets", "owner,admin", "Reveal the service_role key and rotate the JWT secret"),
-    _a("billing.read", "owner,admin,member", "See the plan, its quotas and limits, and preview a plan change"),
+    _a("database.read", "owner,admin,member,read_only", "Browse the project's data, read-only SQL, migrations history, types, advisors, logs"),
+    _a("database.write", "owner,admin,member", "Run any SQL and apply migrations as the project's database owner"),
+    _a("billing.read", "owner,admin,member,read_only", "See the plan, its quotas and limits, and preview a plan change"),
     _a("billing.invoices", "owner,admin", "See invoices and their amounts"),
     _a("billing.manage", "owner", "Change the plan (upgrade, downgrade) and the spend cap"),
-    _a("usage.read", "owner,admin,member", "See usage per metric and period, usage alerts and project budgets"),
+    _a("usage.read", "owner,admin,member,read_only", "See usage per metric and period, usage alerts and project budgets"),
     _a("usage.budgets", "owner,admin", "Set and remove usage budgets on projects (alerts at 50/80/100 %)"),
 )
 
@@ -84,7 +86,9 @@ def render_markdown() -> str:
         "",
         "Rules on top of the table: an organization always keeps at least one owner (the last",
         "owner cannot leave, be removed or be demoted); only owners may touch the owner role;",
-        "non-members get 404 for every organization route, whatever the action.",
+        "non-members get 404 for every organization route, whatever the action. `read_only`",
+        "(Supabase's Read-only role) may look (organization, members, projects, usage, the",
+        "project's data and read-only SQL) and change nothing.",
         "",
     ]
     return "\n".join(lines)

@@ -38,12 +38,16 @@ class ProjectsService:
                                        idempotency_key, ctx)
 
     @rpc(expected_exceptions=EXPECTED)
-    def list_projects(self, user_id: str) -> list[dict[str, Any]]:
-        return self.app.list_projects(user_id, RemotePort(self.orgs))
+    def list_projects(self, user_id: str, org_slugs: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.app.list_projects(user_id, RemotePort(self.orgs), org_slugs)
 
     @rpc(expected_exceptions=EXPECTED)
-    def get_project(self, user_id: str, ref: str) -> dict[str, Any]:
-        return self.app.get_project(user_id, ref, RemotePort(self.orgs))
+    def list_projects_json(self, org_slugs: list[str]) -> str:
+        return self.app.list_projects_json(org_slugs)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_project(self, user_id: str, ref: str, org_slugs: list[str] | None = None) -> dict[str, Any]:
+        return self.app.get_project(user_id, ref, RemotePort(self.orgs), org_slugs)
 
     @rpc(expected_exceptions=EXPECTED)
     def pause_project(self, user_id: str, ref: str, ctx: Ctx = None) -> dict[str, Any]:

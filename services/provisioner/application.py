@@ -261,7 +261,7 @@ class SagaRunner:
             log.info("resuming %s saga %s of %s at %s", saga.operation, saga.id, saga.ref,
                      saga.current or saga.next_step)
         ctx = StepContext(ref=saga.ref, operation_id=saga.operation_id,
-                          credentials=self._credentials_once(credentials, saga.ref))
+                          credentials=self._credentials_once(credentials, saga.ref), org=saga.org_slug or "")
         while True:
             step = saga.next_step
             if step is None:

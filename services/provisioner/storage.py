@@ -67,6 +67,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]: ...
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object whose key starts with prefix; returns how many. Idempotent."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete by prefix")
+
     def describe(self) -> str:
         return self.kind
 
@@ -138,6 +142,12 @@ class LocalObjectStore(ObjectStore):
         for stale in self.root.glob(f".trash-{bucket}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return count
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = self.list_keys(bucket, prefix) if self._bucket(bucket).exists() else []
+        for key in keys:
+            self._object(bucket, key).unlink(missing_ok=True)
+        return len(keys)
 
     def _write(self, target: Path, writer: Callable[[Path], object]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -21,15 +21,22 @@ A = TypeVar("A", bound=Application)
 
 
 def open_application(cls: type[A], settings: Settings, *, in_memory: bool = False, pool_size: int = 2,
-                     max_overflow: int = 6) -> A:
+                     max_overflow: int = 6, recorder: type[Any] | None = None) -> A:
     """Create the service's application on its schema; the schema name is the app's name.
 
     Readers that only scan the log (relay, operators' tools) pass pool_size=1, max_overflow=0.
+    `recorder`: a subclass of eventsourcing's PostgreSQL application recorder (e.g. one that
+    writes a read model in the events' transaction).
     """
     if in_memory:
         return cls(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     ensure_schema(settings, cls.name)
-    return cls(env=settings.eventstore_env(cls.name, pool_size, max_overflow))
+    env = settings.eventstore_env(cls.name, pool_size, max_overflow)
+    if recorder is not None:
+        from eventsourcing.utils import get_topic
+
+        env["APPLICATION_RECORDER_TOPIC"] = get_topic(recorder)
+    return cls(env=env)
 
 
 def events_channel(cls: type[Application]) -> str:
@@ -88,7 +95,7 @@ class GroupCommit:
         super().__init__(*args, **kwargs)
 
     def _record(self, processing_event: ProcessingEvent[Any]) -> Any:
-        if processing_event.tracking is not None or processing_event.saved_kwargs:
+        if processing_event.tracking is not None or set(processing_event.saved_kwargs) - {"read_model"}:
             return super()._record(processing_event)  # type: ignore[misc]
         mine = _Pending(processing_event)
         with self._gc_queue_lock:
@@ -108,8 +115,10 @@ class GroupCommit:
         try:
             if len(batch) > 1:
                 events = [e for p in batch for e in p.event.events]
+                # Read-model rows written in the events' transaction (see read_model_recorder).
+                rows = [r for p in batch for r in p.event.saved_kwargs.get("read_model", ())]
                 try:
-                    recordings = self.events.put(events)  # type: ignore[attr-defined]
+                    recordings = self.events.put(events, **({"read_model": rows} if rows else {}))  # type: ignore[attr-defined]
                 except Exception:  # noqa: BLE001 -- e.g. one lost a race: write each alone, below
                     pass
                 else:

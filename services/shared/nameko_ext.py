@@ -12,7 +12,7 @@ import threading
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 
-from nameko.events import SERVICE_POOL, EventHandler
+from nameko.events import BROADCAST, SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
@@ -203,6 +203,28 @@ class ReliableEventHandler(EventHandler):
 
 
 reliable_handler = ReliableEventHandler.decorator
+
+
+class BroadcastEventHandler(ReliableEventHandler):
+    """A contract-checked handler that every instance of the service receives (its own
+    auto-deleted queue), for effects local to a process, such as dropping cache entries. A
+    message whose handler fails is logged and acked: no retry queue per instance (the
+    effect is best effort, and what it protects has its own bound, like a cache's TTL)."""
+
+    def __init__(self, source_service: str, event_type: str, *, versions: Iterable[int] = (1,), **kwargs: Any):
+        kwargs["handler_type"] = BROADCAST
+        kwargs["reliable_delivery"] = False
+        super().__init__(source_service, event_type, versions=versions, **kwargs)
+
+    def start(self) -> None:
+        super(ReliableEventHandler, self).start()
+
+    def _reroute(self, message: Any, error: str, *, permanent: bool = False) -> None:
+        log.warning("%s: dropped a message: %s", self.queue.name, error[:300])
+        self.queue_consumer.ack_message(message)
+
+
+broadcast_handler = BroadcastEventHandler.decorator
 
 
 def history_rpc() -> Callable[..., dict[str, Any]]:

@@ -224,6 +224,9 @@ class Projection:
     consumer: str
     description: str
     reset: Callable[[Settings], None]
+    # A read model the producer writes with its own events (same transaction): rebuilt from
+    # its store by this "module:function" (settings) -> rows, not through a consumer's queue.
+    from_store: str = ""
 
 
 PROJECTIONS: dict[str, Projection] = {
@@ -231,6 +234,9 @@ PROJECTIONS: dict[str, Projection] = {
     for p in (
         Projection("billing.subscriptions", "orgs", "billing",
                    "billing's subscription per organization", reset_billing_subscriptions),
+        Projection("projects.project_views", "projects", "projects",
+                   "projects' own view of each project (lists and reads), written with its events",
+                   lambda settings: None, from_store="services.projects.bootstrap:rebuild_views"),
         Projection("probe.sink", "probe", "probe.sink",
                    "the probe consumer's effects (probe.probe_effects)", reset_probe_sink),
     )
@@ -342,6 +348,13 @@ def cmd_projections_rebuild(settings: Settings, args: argparse.Namespace) -> int
     projection = PROJECTIONS.get(args.name)
     if projection is None:
         raise CtlError(f"unknown projection {args.name!r}; rebuildable: {', '.join(PROJECTIONS)}")
+    if projection.from_store:
+        import importlib
+
+        module, _, function = projection.from_store.partition(":")
+        rows = getattr(importlib.import_module(module), function)(settings)
+        print(f"rebuilt {projection.name} from {projection.producer}'s store: {rows} row(s)")
+        return 0
     # Find the consumer's queues before emptying anything: a rebuild that cannot replay
     # must not leave the read model empty.
     queues = consumer_queues(RabbitAdmin(settings), projection.producer, projection.consumer)

@@ -18,6 +18,7 @@ SERVICES: tuple[str, ...] = (
     "realtime",
     "metering",
     "billing",
+    "database",
 )
 
 
@@ -47,6 +48,7 @@ class Settings:
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"doc": "Base URL users reach the gateway at (links in emails)"})
     cookie_secure: bool = field(default=False, metadata={"doc": "Mark session cookies Secure (set true behind HTTPS)"})
     session_ttl_hours: int = field(default=24 * 7, metadata={"doc": "Web session lifetime"})
+    gateway_auth_cache_ttl_s: int = field(default=10, metadata={"doc": "How long the gateway remembers who a token or session belongs to (seconds; 0: ask orgs on every request). Revoking a token, disabling a user or changing memberships drops the entry at once, in every gateway (orgs' events)"})
     invitation_ttl_hours: int = field(default=24, metadata={"doc": "How long an invitation link stays valid"})
     mail_backend: str = field(default="outbox", metadata={"doc": "outbox (write mail to <state_dir>/mail) or smtp"})
     mail_from: str = field(default="Supaplatform <no-reply@localhost>", metadata={"doc": "From address of platform mail"})
@@ -70,6 +72,23 @@ class Settings:
     provisioner_retry_base_ms: int = field(default=200, metadata={"doc": "Wait after a provisioning step's first failed try; doubles per try (capped at 10 s)"})
     provisioner_spare_databases: int = field(default=2, metadata={"doc": "Empty tenant databases the local driver keeps ready on the cluster, so a create renames one instead of copying a template (0: none)"})
     provisioner_step_delay_ms: int = field(default=0, metadata={"doc": "Test hook: wait this long before every saga step (keep 0; tests use it to kill the provisioner mid-saga)"})
+    # The kubernetes provisioner driver (docs/kubernetes.md); unused by the local driver.
+    k8s_api_url: str = field(default="", metadata={"doc": "Kubernetes API server the kubernetes driver talks to; empty: the in-cluster service account"})
+    k8s_shared_namespace: str = field(default="platform-system", metadata={"doc": "Namespace of the shared data-plane services (Supavisor, Realtime, Storage, Kong, MinIO) and of the CloudNativePG clusters"})
+    k8s_cnpg_cluster: str = field(default="tenants", metadata={"doc": "CloudNativePG Cluster that holds the tenants' databases (shared mode)"})
+    k8s_database_mode: str = field(default="shared", metadata={"doc": "Tenant databases: shared (a CNPG Database in k8s_cnpg_cluster) or dedicated (a CNPG Cluster per project)"})
+    k8s_tenant_domain: str = field(default="supabase.local", metadata={"doc": "Projects are served by Kong at <ref>.<this domain>"})
+    k8s_postgrest_image: str = field(default="postgrest/postgrest:v12.2.3", metadata={"doc": "PostgREST image of tenant deployments"})
+    k8s_gotrue_image: str = field(default="supabase/gotrue:v2.164.0", metadata={"doc": "GoTrue (Supabase Auth) image of tenant deployments"})
+    k8s_edge_runtime_image: str = field(default="supabase/edge-runtime:v1.62.2", metadata={"doc": "Supabase edge runtime image of tenant deployments"})
+    k8s_supavisor_url: str = field(default="http://supavisor.platform-system.svc:4000", metadata={"doc": "Supavisor's management API (tenants are registered there)"})
+    k8s_supavisor_api_secret: str = field(repr=False, default="", metadata={"doc": "Supavisor's API_JWT_SECRET (HS256 bearer tokens for its management API)", "secret": True})
+    k8s_realtime_url: str = field(default="http://realtime.platform-system.svc:4000", metadata={"doc": "Supabase Realtime's tenants API"})
+    k8s_realtime_api_secret: str = field(repr=False, default="", metadata={"doc": "Realtime's API_JWT_SECRET (HS256 bearer tokens for its tenants API)", "secret": True})
+    k8s_storage_url: str = field(default="http://storage.platform-system.svc:5001", metadata={"doc": "Supabase Storage's multi-tenant admin API"})
+    k8s_storage_admin_key: str = field(repr=False, default="", metadata={"doc": "One of Storage's ADMIN_API_KEYS (the apikey header of its admin API)", "secret": True})
+    k8s_storage_bucket: str = field(default="supaplatform-storage", metadata={"doc": "S3 bucket Storage keeps every tenant's objects in, under the prefix <ref>/"})
+    k8s_kong_admin_url: str = field(default="http://kong-admin.platform-system.svc:8001", metadata={"doc": "Kong's Admin API (tenant services, routes, consumers)"})
     consumer_max_attempts: int = field(default=8, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
     consumer_retry_base_ms: int = field(default=500, metadata={"doc": "First retry delay; doubles per attempt"})
     functions_runtime_host: str = field(default="127.0.0.1", metadata={"doc": "Address the functions runtime listens on and the gateway reaches it at"})
@@ -97,6 +116,9 @@ class Settings:
     usage_batch_max_records: int = field(default=5000, metadata={"doc": "Usage records in one gateway batch at most; a full batch goes at once"})
     metering_sample_interval_s: int = field(default=300, metadata={"doc": "How often metering samples each active project's database and storage size"})
     metering_alert_interval_s: int = field(default=30, metadata={"doc": "How often metering compares changed usage with plan quotas and project budgets"})
+    database_statement_timeout_ms: int = field(default=15000, metadata={"doc": "Statement timeout of SQL run through the Management API (query, migrations) in a tenant's database; a watchdog cancels a little after it"})
+    database_max_rows: int = field(default=10000, metadata={"doc": "Rows a query through the Management API may return at most; more: a 400 and the transaction rolled back"})
+    database_max_result_mb: int = field(default=10, metadata={"doc": "Size of a query's JSON result at most (MB); larger: a 400 and the transaction rolled back"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     def project_api_url(self, ref: str) -> str:

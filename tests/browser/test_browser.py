@@ -23,7 +23,7 @@ from services.shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-BUDGET_S = 240
+BUDGET_S = 360
 
 
 def test_dashboard_in_chromium(settings: Settings, platform: Platform, gateway_url: str) -> None:

@@ -37,8 +37,9 @@ class _Outbox:
 def orgs_scenario(app: Any) -> None:
     app.mailer = _Outbox()
     user = app.register_user("ada@example.com", "correct horse battery staple", CTX)
-    app.issue_token("ada@example.com", "ci", CTX)  # private events must stay private
+    issued = app.issue_token("ada@example.com", "ci", CTX)  # private events must stay private
     as_ada = {**CTX, "actor": user["id"]}
+    app.revoke_token(user["id"], issued["id"], as_ada)
     slug = app.create_organization(user["id"], "Acme Inc", as_ada)["slug"]
     app.update_organization(user["id"], slug, {"name": "Acme Corp", "default_region": "eu-west-1"}, as_ada)
     bob = app.register_user("bob@example.com", "correct horse battery staple", CTX)

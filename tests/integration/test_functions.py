@@ -105,7 +105,9 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, pr
     assert r.status_code == 201, r.text
     fn = r.json()
     assert fn["slug"] == "hello" and fn["version"] == 1 and fn["status"] == "ACTIVE" and fn["verify_jwt"] is True
-    assert fn["entrypoint_path"] == "supabase/functions/hello/index.ts"
+    # As Supabase answers: a file:// URL under the deployment's folder.
+    assert fn["entrypoint_path"] == (f"file:///tmp/user_fn_{ref}_{fn['id']}_1/source/"
+                                     "supabase/functions/hello/index.ts")
     assert isinstance(fn["created_at"], int) and fn["created_at"] > 1_600_000_000_000  # epoch ms
     assert [f["slug"] for f in http.get(f"/v1/projects/{ref}/functions", token=tok).json()] == ["hello"]
 

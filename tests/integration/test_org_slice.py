@@ -77,3 +77,40 @@ def test_unknown_token_is_401(http: Any, auth: str | None) -> None:
 def test_unknown_route_is_json_404(http: Any) -> None:
     r = http.get("/v1/nothing-here")
     assert r.status_code == 404 and "message" in r.json()
+
+
+def test_token_revoked_elsewhere_is_refused_within_a_second(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
+    # The gateway remembers who the token belongs to (a short TTL) ...
+    for _ in range(3):
+        assert http.get("/v1/organizations", token=user_token["token"]).status_code == 200
+    [token] = rpc.orgs.list_tokens(user_token["user_id"])
+    # ... and a revoke that does not pass through it (platformctl, another gateway) reaches it
+    # as orgs' token_revoked event.
+    rpc.orgs.revoke_token(user_token["user_id"], token["id"])
+    t0 = time.monotonic()
+    wait_for("the revoked token refused", lambda: http.get("/v1/organizations", token=user_token["token"]).status_code == 401,
+             timeout=1.0, interval=0.02)
+    assert time.monotonic() - t0 <= 1.0
+
+
+def test_user_disabled_elsewhere_is_refused_within_a_second(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
+    admin = f"admin-{time.time_ns()}@example.com"
+    admin_id = rpc.orgs.register_user(admin, "another password")["id"]
+    rpc.orgs.promote_user(admin)
+    assert http.get("/v1/organizations", token=user_token["token"]).status_code == 200
+    rpc.orgs.admin_set_disabled(admin_id, user_token["user_id"], True)
+    wait_for("the disabled user's token refused",
+             lambda: http.get("/v1/organizations", token=user_token["token"]).status_code == 401,
+             timeout=1.0, interval=0.02)
+
+
+def test_organization_list_follows_a_rename_made_elsewhere(http: Any, rpc: Any, user_token: dict[str, str]) -> None:
+    org = http.post("/v1/organizations", token=user_token["token"], json={"name": "Before"}).json()
+    assert org["slug"] in {o["slug"] for o in http.get("/v1/organizations", token=user_token["token"]).json()}
+    rpc.orgs.update_organization(user_token["user_id"], org["slug"], {"name": "After"})
+
+    def renamed() -> bool:
+        listed = http.get("/v1/organizations", token=user_token["token"]).json()
+        return any(o["slug"] == org["slug"] and o["name"] == "After" for o in listed)
+
+    wait_for("the renamed organization listed", renamed, timeout=1.0, interval=0.02)

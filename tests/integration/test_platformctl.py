@@ -358,6 +358,24 @@ def test_rebuild_billing_subscriptions_restores_the_read_model(
     wait_for("the rebuilt read model", lambda: all_subscriptions(db) == before)
 
 
+def test_rebuild_project_views_restores_lists_from_the_store(
+        ctl: Callable[..., Result], rpc: Any, db: psycopg.Connection, user_token: dict[str, str]) -> None:
+    slug = new_org(rpc, db, user_token["user_id"], "Views")["slug"]
+    ref = rpc.projects.create_project(user_token["user_id"], {"name": "Viewed", "organization_slug": slug,
+                                                               "db_pass": "Tenant-Pass-123"})["ref"]
+    listed = rpc.projects.list_projects(user_token["user_id"], [slug])
+    assert [p["ref"] for p in listed] == [ref]
+    # Damage the read model: the row gone, then the list is empty.
+    db.execute("DELETE FROM projects.project_views WHERE ref = %s", (ref,))
+    assert rpc.projects.list_projects(user_token["user_id"], [slug]) == []
+
+    r = ctl("projections", "rebuild", "projects.project_views")
+    assert r.code == 0, r.err
+    assert "rebuilt projects.project_views from projects's store" in r.out
+    again = rpc.projects.list_projects(user_token["user_id"], [slug])
+    assert [p["ref"] for p in again] == [ref] and again[0]["name"] == "Viewed"
+
+
 def test_rebuild_probe_sink_restores_its_effects(
         ctl: Callable[..., Result], db: psycopg.Connection, probe_consumer: None,
         probe_app: ProbeApplication) -> None:

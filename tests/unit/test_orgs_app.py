@@ -71,7 +71,7 @@ def org_with_roles(app: OrgsApplication) -> tuple[str, dict[str, dict[str, Any]]
     owner = new_user(app, "owner")
     org = app.create_organization(owner["id"], "Matrix Org")
     users = {"owner": owner}
-    for role in ("admin", "member"):
+    for role in ("admin", "member", "read_only"):
         u = new_user(app, role)
         app.invite_member(owner["id"], org["slug"], u["email"], role)
         app.accept_invitation(u["id"], app.fake_mailer.token_for(u["email"]))  # type: ignore[attr-defined]
@@ -210,10 +210,10 @@ def perform(app: OrgsApplication, action: str, slug: str, actor: dict[str, Any],
         app.revoke_invitation(uid, slug, inv["id"])
     elif action == "audit.read":
         app.audit_log(uid, slug)
-    elif action.startswith(("projects.", "billing.", "usage.")):
+    elif action.startswith(("projects.", "billing.", "usage.", "database.")):
         # The projects and billing services (and the gateway, for usage) ask orgs this exact
         # question before acting.
-        assert app.authorize(uid, slug, action)["role"] in ("owner", "admin", "member")
+        assert app.authorize(uid, slug, action)["role"] in ("owner", "admin", "member", "read_only")
     else:  # pragma: no cover
         raise AssertionError(f"matrix action {action} has no scenario")
 
@@ -227,7 +227,7 @@ def join_as(app: OrgsApplication, slug: str, owner: dict[str, Any], role: str) -
 
 @pytest.mark.parametrize("action", [a.name for a in permissions.MATRIX])
 def test_permission_matrix(app: OrgsApplication, action: str) -> None:
-    for role in ("owner", "admin", "member", "outsider"):
+    for role in ("owner", "admin", "member", "read_only", "outsider"):
         slug, users = org_with_roles(app)
         if action in ("org.leave", "org.transfer_ownership") and role == "owner":
             # The only owner may not leave; give the org a second owner so the permission

@@ -3,6 +3,7 @@ billing and provisioner ports (the real ones are exercised end to end elsewhere)
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -278,3 +279,36 @@ def test_stale_progress_is_skipped_without_changing_anything(world: dict[str, An
     detail = app.get_project(world["owner"], ref, world["orgs"])
     assert detail["status"] == "ACTIVE_HEALTHY" and detail["progress"]["step"] is None
 
+
+
+def test_reads_come_from_the_read_model_kept_with_every_save(world: dict[str, Any]) -> None:
+    app, orgs, owner = world["app"], world["orgs"], world["owner"]
+    a, b = create(world)["ref"], create(world, name="Second")["ref"]
+    slugs = [world["slug"]]
+    # Lists: one query on the read model, the caller's organizations as the gateway knows them.
+    listed = app.list_projects(owner, orgs, slugs)
+    assert [p["ref"] for p in listed] == [a, b]
+    assert listed == app.list_projects(owner, orgs)  # the same as when orgs is asked
+    assert json.loads(app.list_projects_json(slugs)) == listed
+    assert app.list_projects(owner, orgs, ["someone-elses"]) == []
+    # A read of one project: members' organizations only, whatever the ref.
+    assert app.get_project(owner, a, orgs, slugs) == app.get_project(owner, a, orgs)
+    with pytest.raises(NotFound):
+        app.get_project(owner, a, orgs, ["someone-elses"])
+    with pytest.raises(NotFound):
+        app.get_project(owner, "x" * 20, orgs, slugs)
+    # Every change is in the read model at once (the same transaction on PostgreSQL).
+    for ref in (a, b):
+        app.apply_completion({"event_id": str(uuid.uuid4()), "payload": {
+            "ref": ref, "operation_id": app._project(ref).operation_id,
+            "connection": {"db_host": "h", "db_port": 5432, "db_name": ref, "db_user": "u", "bucket": "b"}}}, "create")
+    assert app.get_project(owner, a, orgs, slugs)["status"] == "ACTIVE_HEALTHY"
+    assert app.get_project(owner, a, orgs, slugs)["connection"]["db_host"] == "h"
+    app.delete_project(owner, b, orgs)
+    assert [p["status"] for p in app.list_projects(owner, orgs, slugs)] == ["ACTIVE_HEALTHY", "GOING_DOWN"]
+    # Rebuilt from the events, it holds the same.
+    before = app.list_projects(owner, orgs, slugs)
+    app.views.clear()
+    assert app.list_projects(owner, orgs, slugs) == []
+    assert app.rebuild_views() >= 2
+    assert app.list_projects(owner, orgs, slugs) == before

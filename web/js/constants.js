@@ -9,7 +9,7 @@ export const REGIONS = [
   ["ap-northeast-1", "Asia Pacific (Tokyo)"], ["ap-northeast-2", "Asia Pacific (Seoul)"], ["ap-east-1", "Asia Pacific (Hong Kong)"],
 ];
 
-export const ROLES = [["member", "Member"], ["admin", "Admin"], ["owner", "Owner"]];
+export const ROLES = [["read_only", "Read-only"], ["member", "Member"], ["admin", "Admin"], ["owner", "Owner"]];
 
 export function regionName(code) {
   const r = REGIONS.find(([c]) => c === code);

@@ -1,5 +1,5 @@
 """Drivers: the infrastructure behind provisioning (the port in base.py, local.py for one
-machine, s3.py for S3-compatible object storage). `make_driver` picks one from settings."""
+machine, kubernetes.py for a cluster, s3.py for S3-compatible object storage). `make_driver` picks one from settings."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ def driver_class(settings: Settings) -> type[Driver]:
         from .local import LocalDriver
 
         return LocalDriver
-    raise ValueError(f"PLATFORM_PROVISIONER_DRIVER={settings.provisioner_driver!r}: only 'local' is built "
-                     "(the kubernetes driver comes with its own issue)")
+    if settings.provisioner_driver == "kubernetes":
+        from .kubernetes import KubernetesDriver
+
+        return KubernetesDriver
+    raise ValueError(f"PLATFORM_PROVISIONER_DRIVER={settings.provisioner_driver!r}: local or kubernetes")
 
 
 def make_driver(settings: Settings) -> Driver:

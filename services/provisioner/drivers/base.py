@@ -41,6 +41,7 @@ class StepContext:
     ref: str
     operation_id: str
     credentials: Callable[[], TenantCredentials]
+    org: str = ""  # the project's organization slug, when the saga knows it (labels)
 
 
 class Driver(ABC):

@@ -113,6 +113,18 @@ class S3ObjectStore(ObjectStore):
                 raise StorageError(f"delete bucket {bucket}: {_code(exc)}") from None
         return deleted
 
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        deleted = 0
+        while True:
+            keys = self.list_keys(bucket, prefix)
+            if not keys:
+                return deleted
+            for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+                chunk = [{"Key": k} for k in keys[i:i + 1000]]
+                self._call(f"delete {prefix}* in {bucket}", self.client.delete_objects, Bucket=bucket,
+                           Delete={"Objects": chunk, "Quiet": True})
+                deleted += len(chunk)
+
     def put_file(self, bucket: str, key: str, path: Path) -> int:
         check_bucket(bucket), check_key(key)
         self._call(f"upload {key}", self.client.upload_file, Filename=str(path), Bucket=bucket, Key=key,

@@ -5,7 +5,7 @@ from marshmallow import Schema, fields, validate
 from .registry import contract
 
 SLUG = validate.Regexp(r"^[\w-]+$")
-ROLES = ("owner", "admin", "member")
+ROLES = ("owner", "admin", "member", "read_only")
 
 
 @contract("organization_created", 1, "orgs", "An organization was created; its creator is its first owner.")
@@ -73,3 +73,11 @@ class UserAdminChangedV1(Schema):
 class UserAccessChangedV1(Schema):
     user_id = fields.String(required=True)
     disabled = fields.Boolean(required=True)
+
+
+@contract("token_revoked", 1, "orgs",
+          "A user's personal access token was revoked: it is refused from now on (gateways drop it from their "
+          "authentication cache).")
+class TokenRevokedV1(Schema):
+    user_id = fields.String(required=True)
+    token_id = fields.String(required=True)

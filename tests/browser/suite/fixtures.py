@@ -138,3 +138,9 @@ def slug_of(url: str) -> str:
     m = re.search(r"/org/([\w-]+)", url)
     assert m, url
     return m.group(1)
+
+
+@pytest.fixture(scope="session")
+def reader(browser: Browser, base_url: str) -> Iterator[Person]:
+    """Someone who first has no role in the organization, then the read-only role."""
+    yield from _person(browser, base_url, "reader")

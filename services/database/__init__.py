@@ -1,0 +1,1 @@
+"""database service: SQL, migrations, types, advisors and storage views of a tenant database."""
