@@ -53,6 +53,7 @@ bench: venv npm infra
 	$(VENV)/bin/python bench/events.py
 	$(VENV)/bin/python bench/functions.py
 	$(VENV)/bin/python bench/project_apis.py
+	$(VENV)/bin/python bench/history.py
 
 lock:
 	$(PY) -m venv /tmp/lockvenv && /tmp/lockvenv/bin/pip install -q -r requirements.in && /tmp/lockvenv/bin/pip freeze > requirements.lock

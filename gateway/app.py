@@ -62,7 +62,8 @@ class Caller:
 # Route modules beside this one register more handlers (plain functions taking the gateway
 # as first argument); import them here so every process has the same table.
 ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes", "gateway.admin_routes", "gateway.functions_routes",
-                                  "gateway.metering_routes", "gateway.database_routes", "gateway.project_apis_routes")
+                                  "gateway.metering_routes", "gateway.database_routes", "gateway.project_apis_routes",
+                                  "gateway.history_routes")
 # Routes declared with @endpoint (gateway/routing.py): handlers are (call) -> data.
 ROUTE_MODULES += ("gateway.projects_routes",)
 HANDLERS: dict[str, Callable[..., Response]] = {}

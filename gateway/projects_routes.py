@@ -134,3 +134,10 @@ def rotate_jwt_secret(call: Call) -> Any:
           tag="projects", response=s.SettingChange, many=True, scope="project")
 def settings_history(call: Call) -> Any:
     return call.services.projects.settings_history(call.me.id, call.args["ref"])
+
+
+@endpoint("POST", "/platform/projects/<ref>/settings/rollback", summary="Restore PostgREST and auth settings to an "
+          "earlier version from the settings history (a new change naming it)", tag="projects",
+          body=s.SettingsRollback, response=s.SettingsRolledBack, scope="project")
+def rollback_settings(call: Call) -> Any:
+    return call.services.projects.rollback_settings(call.me.id, call.args["ref"], call.body["version"], call.ctx)

@@ -303,7 +303,20 @@ class AuthConfig(Schema):
 
 class SettingChange(Schema):
     at = fields.String(required=True)
-    setting = fields.String(required=True, validate=validate.OneOf(["postgrest", "auth", "jwt_secret"]))
-    changes = fields.Dict(required=True)
+    setting = fields.String(required=True, validate=validate.OneOf(["postgrest", "auth", "jwt_secret", "rollback"]))
+    changes = fields.Dict(required=True, metadata={"description": "What changed; secrets as '(secret set)'"})
     actor_id = fields.String(allow_none=True, required=True)
-    version = fields.Integer(required=True)
+    version = fields.Integer(required=True, metadata={"description": "The project's version after this change"})
+    restores_version = fields.Integer(allow_none=True, metadata={"description": "A rollback: the version it restored"})
+
+
+class SettingsRollback(Schema):
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1),
+                             metadata={"description": "The project version (from the settings history) to restore"})
+
+
+class SettingsRolledBack(Schema):
+    restored_version = fields.Integer(required=True)
+    version = fields.Integer(required=True, metadata={"description": "The project's version after the rollback"})
+    postgrest = fields.Dict(required=True)
+    auth = fields.Dict(required=True, metadata={"description": "Secrets as '(secret set)'"})

@@ -51,6 +51,7 @@ class GatewayService:
     projects = RpcProxy("projects")
     functions = RpcProxy("functions")
     metering = RpcProxy("metering")
+    provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
     database = RpcProxy("database")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)

@@ -11,7 +11,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
 from services.shared.settings import load_settings
 
 from .application import BillingApplication, PaymentsPort, WebhookVerifier
@@ -36,6 +36,7 @@ class Adapters(DependencyProvider):
 
 class BillingService:
     name = "billing"
+    history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: BillingApplication = ApplicationProvider(build)
     adapters: Adapters = Adapters()

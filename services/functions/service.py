@@ -11,7 +11,7 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED, InvalidInput
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
 
 from .application import FunctionsApplication
 from .bootstrap import build
@@ -31,6 +31,7 @@ def _inflate(content: str) -> bytes:
 
 class FunctionsService:
     name = "functions"
+    history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: FunctionsApplication = ApplicationProvider(build)
     projects = RpcProxy("projects")

@@ -7,7 +7,7 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider
+from services.shared.nameko_ext import ApplicationProvider, history_rpc
 
 from .adapters import ProjectsViaRpc
 from .application import OrgsApplication
@@ -18,6 +18,7 @@ Ctx = dict[str, Any] | None
 
 class OrgsService:
     name = "orgs"
+    history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: OrgsApplication = ApplicationProvider(build)
     projects = RpcProxy("projects")

@@ -429,14 +429,40 @@ class ProjectsApplication(GroupCommit, Application):
         out = []
         for e in self.repository.event_store.get(project.id):
             kind = {"PostgrestConfigChanged": "postgrest", "AuthConfigChanged": "auth",
-                    "JwtSecretRotated": "jwt_secret"}.get(type(e).__name__)
+                    "JwtSecretRotated": "jwt_secret", "SettingsRestored": "rollback"}.get(type(e).__name__)
             if kind is None:
                 continue
-            changes = dict(getattr(e, "changes", {})) if kind != "jwt_secret" else {"rotated": True}
+            if kind == "jwt_secret":
+                changes: dict[str, Any] = {"rotated": True}
+            elif kind == "rollback":
+                changes = {"restored_version": e.restored_version}
+            else:
+                changes = _without_secrets(dict(e.changes))
             out.append({"at": e.timestamp.isoformat(), "setting": kind, "changes": changes,
-                        "actor_id": (e.meta or {}).get("actor"), "version": e.originator_version})
+                        "actor_id": (e.meta or {}).get("actor"), "version": e.originator_version,
+                        "restores_version": e.restored_version if kind == "rollback" else None})
         out.reverse()
         return out
+
+    @retry_on_conflict
+    def rollback_settings(self, user_id: str, ref: str, version: int, orgs: OrgsPort,
+                          ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Project settings (PostgREST, auth) back to what they were at `version` of the
+        project's history, as a new event naming that version. The JWT secret is not rolled
+        back: rotating it is a security action, undone only by rotating again."""
+        project = self._authorized(user_id, ref, "projects.manage", orgs)
+        if project.status == "REMOVED":
+            raise InvalidInput("project is deleted")
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= project.version:
+            raise InvalidInput(f"version: must be a version of this project's history (1 to {project.version})")
+        past = self.repository.get(project.id, version=version)
+        if past.postgrest == project.postgrest and past.auth == project.auth:
+            raise InvalidInput(f"the settings are already as they were at version {version}")
+        project.restore_settings(restored_version=version, postgrest=dict(past.postgrest), auth=dict(past.auth),
+                                 meta=meta_of(ctx))
+        self.save(project)
+        return {"restored_version": version, "version": project.version, "postgrest": dict(project.postgrest),
+                "auth": _without_secrets(self._auth_view(project))}
 
     # ===== internal (provisioner) ==============================================================
     def get_tenant_credentials(self, ref: str) -> dict[str, str]:
@@ -602,6 +628,11 @@ class ProjectsApplication(GroupCommit, Application):
         out = {name: _auth_default(name, f) for name, f in AUTH_FIELDS.items()}
         out.update(project.auth)
         return out
+
+
+def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
+    """Secret settings (OAuth client secrets) as a reference: whether one is set, not its value."""
+    return {k: ("(secret set)" if v else v) if k.endswith("_secret") else v for k, v in settings.items()}
 
 
 class _NewProject:

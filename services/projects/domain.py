@@ -103,6 +103,15 @@ class Project(Aggregate):
     def change_auth(self, changes: dict[str, Any], meta: Meta) -> None:
         self.auth.update(changes)
 
+    @event("SettingsRestored")
+    def restore_settings(self, restored_version: int, postgrest: dict[str, Any], auth: dict[str, Any],
+                         meta: Meta) -> None:
+        """Settings as they were at `restored_version` of this project (a new event: history
+        keeps every change, the rollback included). Secret values are copied from the stored
+        version server-side, never sent back to the caller."""
+        self.postgrest = dict(postgrest)
+        self.auth = dict(auth)
+
     # -- outcomes from the provisioner (idempotent on message id) ------------------------------
     def already_applied(self, message_id: str) -> bool:
         return message_id in self.applied
@@ -129,12 +138,43 @@ class Project(Aggregate):
             return False
         status = {"create": "ACTIVE_HEALTHY", "restore": "ACTIVE_HEALTHY", "pause": "INACTIVE", "delete": "REMOVED"}
         self._operation_completed(ref=self.ref, org_slug=self.org_slug, message_id=message_id,
-                                  status=status[operation], connection=connection)
+                                  status=status[operation], connection=connection, total_steps=self.total_steps)
         return True
 
-    @event("OperationCompleted")
+    # Version 2 of the outcome events carries the progress (for project_status_changed v2).
+    # Events stored as version 1 are upcast on read: their progress is unknown (None).
+    class OperationCompleted(Aggregate.Event):
+        class_version = 2
+        ref: str
+        org_slug: str
+        message_id: str
+        status: str
+        connection: dict[str, Any] | None
+        total_steps: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["total_steps"] = None
+
+    class OperationFailed(Aggregate.Event):
+        class_version = 2
+        ref: str
+        org_slug: str
+        message_id: str
+        status: str
+        step: str
+        reason: str
+        step_index: int | None
+        total_steps: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["step_index"] = None
+            state["total_steps"] = None
+
+    @event(OperationCompleted)
     def _operation_completed(self, ref: str, org_slug: str, message_id: str, status: str,
-                             connection: dict[str, Any] | None) -> None:
+                             connection: dict[str, Any] | None, total_steps: int | None) -> None:
         self.status = status
         self.step, self.reason = None, None
         self.step_index = self.total_steps
@@ -151,12 +191,13 @@ class Project(Aggregate):
         if self.already_applied(message_id) or not self._current(operation_id) or operation != self.operation:
             return False
         self._operation_failed(ref=self.ref, org_slug=self.org_slug, message_id=message_id,
-                               status=FAILED_STATUS[operation], step=step, reason=reason)
+                               status=FAILED_STATUS[operation], step=step, reason=reason,
+                               step_index=self.step_index, total_steps=self.total_steps)
         return True
 
-    @event("OperationFailed")
+    @event(OperationFailed)
     def _operation_failed(self, ref: str, org_slug: str, message_id: str, status: str, step: str,
-                          reason: str) -> None:
+                          reason: str, step_index: int | None, total_steps: int | None) -> None:
         self.status, self.step, self.reason = status, step, reason
         self._remember(message_id)
 

@@ -26,10 +26,15 @@ def to_message(e: Any) -> OutgoingMessage | None:
         return OutgoingMessage(REQUESTS[e.operation], 1, {"ref": e.ref, "operation_id": e.operation_id},
                                project_ref=e.ref, **common)
     if isinstance(e, (Project.OperationCompleted, Project.OperationFailed)):
-        reason = getattr(e, "reason", None)
-        return OutgoingMessage("project_status_changed", 1, {"ref": e.ref, "org_slug": e.org_slug,
-                                                             "status": e.status, "reason": reason},
-                               org_id=e.org_slug, project_ref=e.ref)
+        # v2 since the outcome events carry their progress; stored v1 events arrive here
+        # upcast (progress None). Consumers of v1 read it through the contract's adapter.
+        failed = isinstance(e, Project.OperationFailed)
+        total = e.total_steps
+        return OutgoingMessage("project_status_changed", 2, {
+            "ref": e.ref, "org_slug": e.org_slug, "status": e.status, "reason": e.reason if failed else None,
+            "step": e.step if failed else None,
+            "step_index": e.step_index if failed else total, "total_steps": total,
+        }, org_id=e.org_slug, project_ref=e.ref)
     return None
 
 

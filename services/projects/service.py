@@ -8,7 +8,7 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
 
 from .application import ProjectsApplication
 from .bootstrap import build
@@ -18,6 +18,7 @@ Ctx = dict[str, Any] | None
 
 class ProjectsService:
     name = "projects"
+    history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: ProjectsApplication = ApplicationProvider(build)
     orgs = RpcProxy("orgs")
@@ -91,6 +92,10 @@ class ProjectsService:
     @rpc(expected_exceptions=EXPECTED)
     def settings_history(self, user_id: str, ref: str) -> list[dict[str, Any]]:
         return self.app.settings_history(user_id, ref, RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def rollback_settings(self, user_id: str, ref: str, version: int, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.rollback_settings(user_id, ref, version, RemotePort(self.orgs), ctx)
 
     # -- platform admins (orgs confirms the admin flag) ------------------------------------------
     @rpc(expected_exceptions=EXPECTED)

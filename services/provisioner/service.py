@@ -14,7 +14,7 @@ from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
 from services.shared.settings import load_settings
 
 from .adapters import PgSagaLocks
@@ -60,6 +60,8 @@ class CredentialsViaRpc:
 
 class ProvisionerService:
     name = "provisioner"
+    history = history_rpc()  # time travel over this service's store (admin panel)
+    orgs = RpcProxy("orgs")  # admin checks of the history RPC
 
     app: ProvisionerApplication = ApplicationProvider(build)
     runner: SagaRunner = RunnerProvider()

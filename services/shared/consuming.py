@@ -70,8 +70,12 @@ class BatchConsumer:
         max_wait: float = 0.005,
         gather_gap: float = 0.0005,
         policy: broker.FailurePolicy | None = None,
+        versions: Iterable[int] | None = None,
     ):
         self.settings = settings
+        # The contract versions `handle` understands (None: any registered one); newer
+        # messages are adapted down to them where the contract has an adapter.
+        self.versions = tuple(sorted(set(versions))) if versions is not None else None
         self.queue = queue
         self.schema = schema
         self.bindings = list(bindings)
@@ -150,7 +154,7 @@ class BatchConsumer:
             body = json.loads(msg.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ContractError(f"message is not JSON: {exc}") from None
-        return parse_message(body)
+        return parse_message(body, accept=self.versions)
 
     def _process(self, db: psycopg.Connection, channel: amqp.Channel,
                  publisher: broker.ConfirmingPublisher, batch: list[amqp.Message]) -> None:

@@ -16,9 +16,10 @@ from nameko.events import BROADCAST, SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
+from nameko.rpc import rpc
 
 from . import broker
-from .errors import BY_NAME
+from .errors import BY_NAME, EXPECTED
 from .contracts import ContractError, parse_message
 from .db import make_pool  # noqa: F401  (services wire their pools through this module)
 from .eventstore import open_application
@@ -132,7 +133,9 @@ class ReliableEventHandler(EventHandler):
     def accept(self, body: Any) -> dict[str, Any]:
         """The checked envelope of a delivered body, or ContractError (ValueError if not JSON)."""
         # kombu hands over any decoded JSON (a list, a number...); only text is still raw.
-        envelope = parse_message(json.loads(body) if isinstance(body, (str, bytes, bytearray)) else body)
+        # A newer version is adapted down to one this handler declared, where the contract allows.
+        envelope = parse_message(json.loads(body) if isinstance(body, (str, bytes, bytearray)) else body,
+                                 accept=self.versions)
         got = (envelope["producer"], envelope["event_type"], envelope["schema_version"])
         if got not in self.accepts:
             raise ContractError(f"handler accepts {self.source_service}/{self.event_type} "
@@ -222,3 +225,24 @@ class BroadcastEventHandler(ReliableEventHandler):
 
 
 broadcast_handler = BroadcastEventHandler.decorator
+
+
+def history_rpc() -> Callable[..., dict[str, Any]]:
+    """The `history` RPC of a producing service (`history = history_rpc()` in its class):
+    time travel over the service's own store, for the admin panel's timelines (platform
+    admins only: the gateway and the service both ask orgs). A function, not a mixin: `nameko run` would take an
+    imported class with entrypoints for a service of its own."""
+
+    @rpc(expected_exceptions=EXPECTED)
+    def history(self: Any, actor_id: str, kind: str, key: str, at: str | None = None) -> dict[str, Any]:
+        from . import history as time_travel
+
+        # Platform admins only, asked here too (as every admin RPC does): orgs answers.
+        orgs = getattr(self, "orgs", None)
+        if orgs is not None:
+            RemotePort(orgs).require_admin(actor_id)
+        else:  # the orgs service itself
+            self.app.require_admin(actor_id)
+        return time_travel.view(load_settings(), kind, key, at, producer=self.name)
+
+    return history

@@ -1,4 +1,4 @@
-"""platformctl: the operators' command line (status, event history, replay, projection
+"""platformctl: the operators' command line (status, event history and time travel, replay, projection
 rebuilds, bootstrap users and tokens, closing billing periods).
 
 Thin: one function per command over the shared plumbing (the relay's `message_for`, broker,
@@ -372,6 +372,208 @@ def cmd_projections_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from .errors import InvalidInput, NotFound
+
+    try:
+        return call()
+    except (InvalidInput, NotFound) as e:
+        raise CtlError(str(e)) from None
+
+
+def cmd_history_state(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from . import history
+
+    found = _history(lambda: history.state_at(settings, args.kind, args.id, args.at))
+    print(f"{found['kind']} {found['key']} at {found['at']}: version {found['version']} of {found['head']}")
+    print(json.dumps(found["state"], indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def cmd_history_diff(settings: Settings, args: argparse.Namespace) -> int:
+    from . import history
+
+    found = _history(lambda: history.diff_between(settings, args.kind, args.id, args.from_, args.to))
+    print(f"{found['kind']} {found['key']}: version {found['from_version']} -> {found['to_version']}")
+    print("changes")
+    for c in found["changes"]:
+        print(f"  {c['field']}: {c['from']!r} -> {c['to']!r}")
+    if not found["changes"]:
+        print("  (none)")
+    print("events")
+    for e in found["events"]:
+        print(f"  v{e['version']:<4} position {e['position']:<7} {e['time']}  {e['event']:<30} "
+              f"actor {e['actor'] or '-'}  correlation {e['correlation_id'] or '-'}")
+    return 0
+
+
+def _integrators() -> ModuleType:
+    from . import integrators
+
+    return integrators
+
+
+def _consumers_call(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except _integrators().IntegratorError as e:
+        raise CtlError(str(e)) from None
+
+
+def cmd_consumers_create(settings: Settings, args: argparse.Namespace) -> int:
+    ig = _integrators()
+    created = _consumers_call(lambda: ig.create(settings, args.name, args.events.split(","), args.from_))
+    print(f"consumer {created['name']}: queue {created['queue']} bound to {', '.join(created['events'])}")
+    for producer, n in created["replayed"].items():
+        if args.from_ is not None:
+            print(f"back-filled {n} message(s) from {producer} positions {args.from_}..end")
+    # Only the URL on stdout, so `URL=$(platformctl consumers create ...)` works; shown once.
+    print(ig.amqp_url(settings, created))
+    print(f"broker user {created['user']} may only read {created['queue']}; its password is shown once, above",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_consumers_list(settings: Settings, args: argparse.Namespace) -> int:
+    found = _integrators().consumers(settings)
+    print(f"{'consumer':<24} {'ready':>7} {'unacked':>7} {'connected':>9}  events")
+    for c in found:
+        print(f"{c['name']:<24} {c['ready']:>7} {c['unacked']:>7} {c['connected']:>9}  {','.join(c['events'])}")
+    if not found:
+        print("no consumers (create one with `platformctl consumers create NAME --events a,b`)", file=sys.stderr)
+    return 0
+
+
+def cmd_consumers_lag(settings: Settings, args: argparse.Namespace) -> int:
+    c = _consumers_call(lambda: _integrators().get(settings, args.name))
+    print(f"{c['name']}: {c['ready'] + c['unacked']} message(s) not yet acknowledged "
+          f"({c['ready']} waiting, {c['unacked']} delivered), {c['connected']} connection(s) consuming")
+    return 0
+
+
+def cmd_consumers_delete(settings: Settings, args: argparse.Namespace) -> int:
+    c = _consumers_call(lambda: _integrators().delete(settings, args.name))
+    print(f"deleted consumer {c['name']}: queue {c['queue']} ({c['ready']} message(s) dropped) and its broker user")
+    return 0
+
+
+def declared_handlers() -> list[dict[str, Any]]:
+    """Every `@reliable_handler(source, event_type, versions=[...])` in the services' entrypoints,
+    read from their source (importing them would load eventlet's wiring into this process)."""
+    import ast
+    from pathlib import Path
+
+    from .settings import SERVICES
+
+    found = []
+    for service in SERVICES:
+        path = Path(__file__).resolve().parents[1] / service / "service.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for d in node.decorator_list:
+                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "reliable_handler" and len(d.args) >= 2:
+                    versions = [1]
+                    for kw in d.keywords:
+                        if kw.arg == "versions":
+                            versions = list(ast.literal_eval(kw.value))
+                    found.append({"consumer": f"{service}.{node.name}", "event_type": ast.literal_eval(d.args[1]),
+                                  "versions": versions})
+    return found
+
+
+def consumer_versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every consumer's declared contract versions against what producers emit now (the
+    newest registered version): reads it as is, through an adapter, or cannot."""
+    from .contracts import REGISTRY, adapt
+
+    newest: dict[str, int] = {}
+    for (event_type, version) in REGISTRY:
+        newest[event_type] = max(version, newest.get(event_type, 0))
+    found = []
+    for h in declared_handlers():
+        current = newest.get(h["event_type"], 1)
+        if current in h["versions"]:
+            how = "reads it"
+        else:
+            try:
+                adapt({"event_type": h["event_type"], "schema_version": current, "payload": {}}, h["versions"])
+                how = "reads it through the adapter"
+            except ContractError:
+                how = "CANNOT read it"
+        found.append({"consumer": h["consumer"], "event_type": h["event_type"], "accepts": h["versions"],
+                      "emitted": current, "how": how})
+    for c in _integrators().consumers(settings):
+        for event_type in c["events"]:
+            current = newest.get(event_type, 1)
+            older = sorted(v for (t, v) in REGISTRY if t == event_type and v < current)
+            found.append({"consumer": f"integration.{c['name']}", "event_type": event_type, "accepts": None,
+                          "emitted": current,
+                          "how": f"receives v{current} (readers of v{', v'.join(map(str, older))} use its x-adapts-to)"
+                          if older else f"receives v{current}"})
+    return found
+
+
+def relay_lag_of(settings: Settings, producer: str, conn: psycopg.Connection) -> tuple[int, int]:
+    from .status import newest_position
+
+    spec = load_spec(producer)
+    return relay_position(settings, spec, conn), newest_position(spec, conn)
+
+
+def cmd_upgrade_check(settings: Settings, args: argparse.Namespace) -> int:
+    from .migrations import MIGRATIONS, pending
+
+    problems: list[str] = []
+    waiting = pending(settings)
+    print(f"migrations of the platform database ({len(MIGRATIONS) - len(waiting)} of {len(MIGRATIONS)} applied)")
+    for m in waiting:
+        print(f"  PENDING {m.id}: {m.description}")
+    if waiting:
+        problems.append(f"{len(waiting)} pending migration(s): run `platformctl upgrade migrate`")
+    print("consumers and contract versions (producers emit the newest)")
+    for c in consumer_versions(settings):
+        accepts = "v" + ", v".join(map(str, c["accepts"])) if c["accepts"] else "-"
+        print(f"  {c['consumer']:<44} {c['event_type']:<26} accepts {accepts:<8} emitted v{c['emitted']}: {c['how']}")
+        if c["how"].startswith("CANNOT"):
+            problems.append(f"{c['consumer']} cannot read {c['event_type']} v{c['emitted']}")
+    dead = [(q["name"], int(q.get("messages") or 0)) for q in RabbitAdmin(settings).queues()
+            if q["name"].endswith(".dlq") and q.get("messages")]
+    print("dead-letter queues")
+    for name, n in dead:
+        print(f"  {name}: {n} message(s)")
+    if not dead:
+        print("  all empty")
+    else:
+        problems.append(f"{sum(n for _, n in dead)} dead-lettered message(s): look at them (and "
+                        "replay or drop them) before upgrading")
+    with db_connect(settings, autocommit=True) as conn:
+        lagging = []
+        for producer in PRODUCERS:
+            try:
+                position, newest = relay_lag_of(settings, producer, conn)
+            except psycopg.errors.UndefinedTable:
+                continue  # a store never written to (its schema is made when first used)
+            if newest > position:
+                lagging.append(f"{producer} {newest - position}")
+    if lagging:
+        problems.append("relay lag (stop writers and let the relay finish first): " + ", ".join(lagging))
+    print("ready to upgrade" if not problems else "not ready: " + "; ".join(problems))
+    return 1 if problems else 0
+
+
+def cmd_upgrade_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from .migrations import migrate
+
+    done = migrate(settings)
+    for m in done:
+        print(f"applied {m}")
+    print("no pending migrations" if not done else f"{len(done)} migration(s) applied")
+    return 0
+
+
 def cmd_users_create(settings: Settings, args: argparse.Namespace) -> int:
     user = rpc_call(settings, "orgs", "register_user", args.email, args.password, {"actor": "platformctl"})
     print(f"created user {user['id']} {user['email']}")
@@ -476,6 +678,44 @@ def build_parser() -> Parser:
     rebuild.add_argument("name", metavar="NAME", help=f"one of: {', '.join(PROJECTIONS)}")
     rebuild.set_defaults(func=cmd_projections_rebuild)
     pj.add_parser("list", help="rebuildable read models").set_defaults(func=cmd_projections_list)
+
+    history = commands.add_parser("history", help="an aggregate as it was at a past time, and what changed since")
+    hs = history.add_subparsers(dest="history_command", required=True, metavar="SUBCOMMAND")
+    kinds = "organization, project, subscription, function, saga (realtime-config: not event-sourced yet)"
+    st = hs.add_parser("state", help="an aggregate's state at a time or log position")
+    st.add_argument("kind", metavar="KIND", help=kinds)
+    st.add_argument("id", metavar="ID", help="its natural key (slug, ref, ref/slug, operation id) or aggregate UUID")
+    st.add_argument("--at", metavar="WHEN", help="an ISO time (UTC unless it says) or a log position (default: now)")
+    st.set_defaults(func=cmd_history_state)
+    df = hs.add_parser("diff", help="what changed between two points, by whom, through which request")
+    df.add_argument("kind", metavar="KIND", help=kinds)
+    df.add_argument("id", metavar="ID", help="its natural key or aggregate UUID")
+    df.add_argument("--from", dest="from_", required=True, metavar="WHEN", help="an ISO time or log position")
+    df.add_argument("--to", metavar="WHEN", help="an ISO time or log position (default: now)")
+    df.set_defaults(func=cmd_history_diff)
+
+    consumers = commands.add_parser("consumers", help="integrators' own queues of chosen event types")
+    cs = consumers.add_subparsers(dest="consumers_command", required=True, metavar="SUBCOMMAND")
+    cc = cs.add_parser("create", help="a durable queue bound to event types, with its own read-only broker user")
+    cc.add_argument("name", metavar="NAME", help="a-z, 0-9 and '-'; the queue is integration.NAME")
+    cc.add_argument("--events", required=True, metavar="A,B", help="event types (see docs/events.md)")
+    cc.add_argument("--from", dest="from_", type=count, metavar="N",
+                    help="back-fill history from this position of each producer's log first (0: all of it)")
+    cc.set_defaults(func=cmd_consumers_create)
+    cs.add_parser("list", help="every integrator's consumer").set_defaults(func=cmd_consumers_list)
+    cl = cs.add_parser("lag", help="messages waiting for one consumer")
+    cl.add_argument("name", metavar="NAME")
+    cl.set_defaults(func=cmd_consumers_lag)
+    cd = cs.add_parser("delete", help="delete a consumer's queue and broker user")
+    cd.add_argument("name", metavar="NAME")
+    cd.set_defaults(func=cmd_consumers_delete)
+
+    upgrade = commands.add_parser("upgrade", help="is the running database and broker ready for new code")
+    ug = upgrade.add_subparsers(dest="upgrade_command", required=True, metavar="SUBCOMMAND")
+    ug.add_parser("check", help="pending migrations, consumers' contract versions, dead letters, relay lag "
+                  "(exit 1 if not ready)").set_defaults(func=cmd_upgrade_check)
+    ug.add_parser("migrate", help="apply the platform database's pending migrations").set_defaults(
+        func=cmd_upgrade_migrate)
 
     users = commands.add_parser("users", help="bootstrap users and platform admins")
     us = users.add_subparsers(dest="users_command", required=True, metavar="SUBCOMMAND")

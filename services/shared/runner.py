@@ -83,6 +83,10 @@ class Platform:
 
     def start(self, timeout: float = 60.0) -> None:
         bootstrap(self.settings)
+        # The platform's own migrations, before any process of this release starts.
+        from .migrations import migrate
+
+        migrate(self.settings)
         admin = RabbitAdmin(self.settings)
         relay = [s for s in self.specs if s.name == "relay"]
         for spec in [s for s in self.specs if s.name != "relay"]:

@@ -24,7 +24,7 @@ from nameko.testing.services import worker_factory
 from services.billing.bootstrap import build as build_billing
 from services.metering import consumer as metering_consumer
 from services.shared import broker, probe_consumer
-from services.shared.contracts import REGISTRY, Contract, ContractError, parse_message
+from services.shared.contracts import ADAPTERS, REGISTRY, Adapter, Contract, ContractError, parse_message
 from services.shared.db import connect as db_connect
 from services.shared.nameko_ext import ApplicationProvider, ReliableEventHandler
 from services.shared.settings import Settings
@@ -165,8 +165,24 @@ def test_reliable_handler_refuses_a_version_it_did_not_declare(monkeypatch: pyte
     assert isinstance(billing, ReliableEventHandler)
     message = {**sample_for("organization_created", 1), "schema_version": 2}
     parse_message(copy.deepcopy(message))  # a valid v2 message...
-    with pytest.raises(ContractError, match="accepts orgs/organization_created v1; got orgs/organization_created v2"):
+    with pytest.raises(ContractError, match=r"organization_created v2 is not accepted \(accepts v1\) and has no adapter"):
         billing.accept(message)  # ...that this handler does not understand
+
+
+def test_a_v1_only_handler_reads_a_v2_message_through_its_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A v2 that adds a field, with its adapter: billing's v1-only handler keeps working.
+    from marshmallow import fields as mf
+
+    v1 = REGISTRY[("organization_created", 1)]
+    v2_schema = type("OrganizationCreatedV2", (v1.schema,), {"region": mf.String(required=True)})
+    monkeypatch.setitem(REGISTRY, ("organization_created", 2), Contract("organization_created", 2, "orgs", v2_schema, "test"))
+    monkeypatch.setitem(ADAPTERS, ("organization_created", 2), Adapter("organization_created", 2, 1, ("region",)))
+    billing = next(h for h in HANDLERS if h.label == "billing.on_organization_created").entrypoint
+    sample = sample_for("organization_created", 1)
+    message = {**sample, "schema_version": 2, "payload": {**sample["payload"], "region": "eu-west-1"}}
+    envelope = billing.accept(copy.deepcopy(message))
+    assert envelope["schema_version"] == 1 and envelope["payload"] == parse_message(sample)["payload"]
+    assert envelope["event_id"] == sample["event_id"]  # the same event, read in the version it understands
 
 
 def test_billing_starts_one_free_subscription_per_organization_created(contract_db: Settings) -> None:

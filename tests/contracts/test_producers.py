@@ -16,7 +16,7 @@ import pytest
 from eventsourcing.application import Application
 
 from services.shared import broker
-from services.shared.contracts import REGISTRY, parse_message
+from services.shared.contracts import ADAPTERS, REGISTRY, parse_message
 from services.shared.eventstore import open_application
 from services.shared.relay import PRODUCERS, load_spec, message_for
 from services.shared.settings import Settings
@@ -330,5 +330,12 @@ def test_scenarios_cover_every_contract(producer: str) -> None:
     for _, m in messages(producer):
         seen[(m["event_type"], m["schema_version"])] += 1
     registered = {k for k, c in REGISTRY.items() if c.producer == producer}
-    never = sorted(registered - set(seen))
+    # A version superseded by a newer one is no longer emitted, but still reached: consumers
+    # of it read the newer messages through the contract's adapter.
+    reached = set(seen)
+    for event_type, version in list(seen):
+        while (step := ADAPTERS.get((event_type, version))) is not None:
+            version = step.to_version
+            reached.add((event_type, version))
+    never = sorted(registered - reached)
     assert not never, f"{producer}'s scenario never emits {never}: extend SCENARIOS[{producer!r}]"

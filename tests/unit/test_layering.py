@@ -9,7 +9,7 @@
 - No service package imports another one (the gateway counts as one); all may import
   services.shared.
 - services/shared imports no service package. Only the wiring that loads services by name
-  (relay, runner, platformctl) may even spell a service module's name, for importlib.
+  (relay, runner, platformctl, history) may even spell a service module's name, for importlib.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ NAMEKO_ALLOWED = re.compile(r"^(services/[^/]+/service\.py|gateway/service\.py|s
 VENDOR_SDKS = {"kubernetes", "stripe", "boto3", "botocore", "boto"}
 ADAPTER_PATH = re.compile(r"(^|/)(adapters|drivers)(/|\.py$)|_(adapter|driver)\.py$")
 DOMAIN_PATH = re.compile(r"^services/[^/]+/(domain\.py|domain/.+\.py)$")
-LOADS_SERVICES_BY_NAME = re.compile(r"^services/shared/(relay\.py|runner\.py|platformctl(\.py|/.+\.py))$")
+LOADS_SERVICES_BY_NAME = re.compile(r"^services/shared/(relay\.py|runner\.py|history\.py|platformctl(\.py|/.+\.py))$")
 TYPING_HELPERS = {"typing_extensions", "mypy_extensions"}
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 
@@ -161,8 +161,8 @@ def shared_violations(rel: str, source: str) -> list[str]:
             # the orgs service's, which is no module path either): only gateway.<module> counts.
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value != "gateway" and \
                     re.fullmatch(r"[\w.]+", node.value) and service_of(node.value):
-                bad.append(f"{rel}:{node.lineno}: names service module {node.value!r} (only relay, runner "
-                           "and platformctl load services by name)")
+                bad.append(f"{rel}:{node.lineno}: names service module {node.value!r} (only relay, runner, "
+                           "history and platformctl load services by name)")
     return bad
 
 

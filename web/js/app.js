@@ -75,6 +75,7 @@ route("/admin/organizations", signedIn(admin.organizations));
 route("/admin/projects", signedIn(admin.projects));
 route("/admin/users", signedIn(admin.users));
 route("/admin/health", signedIn(admin.health));
+route("/admin/history", signedIn(admin.history));
 
 setNotFound(async () => {
   const content = [h("p", {}, "There is no page at this address."), h("p", {}, h("a", { href: "/" }, "Go to the dashboard"))];

@@ -8,10 +8,13 @@ module inside it: importing it registers every contract.
 
 from . import billing, functions, gateway, metering, orgs, probe, projects, provisioner  # noqa: F401  (registers contracts)
 from .registry import (
+    ADAPTERS,
     REGISTRY,
+    Adapter,
     Contract,
     ContractError,
     OutgoingMessage,
+    adapt,
     build_message,
     contract,
     event_id_for,
@@ -20,10 +23,13 @@ from .registry import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "REGISTRY",
+    "Adapter",
     "Contract",
     "ContractError",
     "OutgoingMessage",
+    "adapt",
     "build_message",
     "contract",
     "event_id_for",

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import yaml
 from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, missing, validate
 
-from .registry import REGISTRY, Contract, EnvelopeSchema
+from .registry import ADAPTERS, REGISTRY, Contract, EnvelopeSchema
 
 JsonSchema = dict[str, Any]
 
@@ -245,6 +245,10 @@ def asyncapi() -> dict[str, Any]:
             ]},
             "x-routing-key": c.event_type,
         }
+        down = ADAPTERS.get((c.event_type, c.schema_version))
+        if down is not None:
+            # How a consumer of the older version reads this one: drop the added fields.
+            messages[key]["x-adapts-to"] = {"schema_version": down.to_version, "drop_payload_fields": list(down.added)}
     for p in producers():
         mine = [c for c in contracts() if c.producer == p]
         exchange = exchange_of(p)

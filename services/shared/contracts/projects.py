@@ -5,7 +5,7 @@ Requests to the provisioner carry no secrets: it fetches credentials over RPC.
 
 from marshmallow import Schema, fields, validate
 
-from .registry import contract
+from .registry import adapter, contract
 
 REF = validate.Regexp(r"^[a-z]{20}$")
 STATUSES = ("COMING_UP", "ACTIVE_HEALTHY", "ACTIVE_UNHEALTHY", "PAUSING", "INACTIVE", "RESTORING", "GOING_DOWN",
@@ -45,3 +45,23 @@ class ProjectStatusChangedV1(Schema):
     org_slug = fields.String(required=True)
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     reason = fields.String(required=True, allow_none=True, metadata={"description": "Why, when it failed"})
+
+
+@contract("project_status_changed", 2, "projects",
+          "A project's status changed, with how far its operation got (for integrators and dashboards).")
+class ProjectStatusChangedV2(Schema):
+    ref = fields.String(required=True, validate=REF)
+    org_slug = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    reason = fields.String(required=True, allow_none=True, metadata={"description": "Why, when it failed"})
+    step = fields.String(required=True, allow_none=True,
+                         metadata={"description": "The step it failed at; null when the operation completed"})
+    step_index = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=0),
+                                metadata={"description": "Steps done (null: not recorded, for events stored "
+                                          "before v2)"})
+    total_steps = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=0),
+                                 metadata={"description": "Steps in the operation's plan (null: not recorded)"})
+
+
+# v2 is v1 plus the progress: a v1-only consumer reads a v2 message by dropping those fields.
+adapter("project_status_changed", 2, 1, added=("step", "step_index", "total_steps"))

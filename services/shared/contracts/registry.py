@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
@@ -80,6 +80,47 @@ def contract(event_type: str, version: int, producer: str, description: str) -> 
     return register
 
 
+@dataclass(frozen=True)
+class Adapter:
+    """How a consumer of an older version reads a newer message: version `from_version` is
+    version `to_version` plus the fields `added` (an additive change), so dropping them gives
+    a valid older payload. Declarative, so the AsyncAPI document carries it to outside
+    consumers too (`x-adapts-to`)."""
+
+    event_type: str
+    from_version: int
+    to_version: int
+    added: tuple[str, ...]
+
+    def apply(self, env: dict[str, Any]) -> dict[str, Any]:
+        payload = {k: v for k, v in env["payload"].items() if k not in self.added}
+        return {**env, "schema_version": self.to_version, "payload": payload}
+
+
+ADAPTERS: dict[tuple[str, int], Adapter] = {}
+
+
+def adapter(event_type: str, from_version: int, to_version: int, added: tuple[str, ...]) -> None:
+    """Register the downgrade of `event_type` v`from_version` to v`to_version`."""
+    for v in (from_version, to_version):
+        if (event_type, v) not in REGISTRY:
+            raise RuntimeError(f"adapter for unregistered contract {event_type} v{v}")
+    ADAPTERS[(event_type, from_version)] = Adapter(event_type, from_version, to_version, added)
+
+
+def adapt(env: dict[str, Any], accept: Iterable[int]) -> dict[str, Any]:
+    """The envelope in a version the consumer accepts: as it is, or down the adapter chain."""
+    wanted = set(accept)
+    seen = env
+    while seen["schema_version"] not in wanted:
+        step = ADAPTERS.get((seen["event_type"], seen["schema_version"]))
+        if step is None:
+            raise ContractError(f"{env['event_type']} v{env['schema_version']} is not accepted "
+                                f"(accepts v{', v'.join(map(str, sorted(wanted)))}) and has no adapter to them")
+        seen = step.apply(seen)
+    return seen
+
+
 def get_contract(event_type: str, version: int) -> Contract:
     try:
         return REGISTRY[(event_type, version)]
@@ -145,8 +186,10 @@ def build_message(
     return envelope
 
 
-def parse_message(body: dict[str, Any]) -> dict[str, Any]:
+def parse_message(body: dict[str, Any], accept: Iterable[int] | None = None) -> dict[str, Any]:
     """Check an incoming message: envelope and payload. Returns it with a loaded payload.
+    With `accept` (the contract versions the consumer understands), a newer message is first
+    adapted down to one of them (see Adapter), then checked against that version.
 
     Raises ContractError with every problem found.
     """
@@ -158,6 +201,9 @@ def parse_message(body: dict[str, Any]) -> dict[str, Any]:
             env = _ENVELOPE.schema.load(body)
         except ValidationError as e:
             raise ContractError(f"envelope invalid: {e.messages}") from None
+    if accept is not None:
+        get_contract(env["event_type"], env["schema_version"])  # an unknown version stays an error
+        env = adapt(env, accept)
     c = get_contract(env["event_type"], env["schema_version"])
     if c.producer != env["producer"]:
         raise ContractError(f"{c.event_type} must come from {c.producer}, not {env['producer']}")

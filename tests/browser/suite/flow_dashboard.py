@@ -416,6 +416,19 @@ def test_admin_sees_the_project_in_the_admin_panel(admin: Person, settings: Sett
     expect(health).to_contain_text("rpc-orgs")
     admin.shot("24-admin-health")
 
+    # Time travel: the project's timeline from the projects table, and its state at its first event.
+    page.get_by_role("link", name="Projects").click()
+    page.wait_for_url("**/admin/projects")
+    page.get_by_role("link", name="History of Browser App").click()
+    page.wait_for_url("**/admin/history?kind=project*")
+    result = page.locator("#history-result")
+    expect(result).to_contain_text("Project.Requested")
+    expect(page.locator("#history-state")).to_contain_text(story["ref"])
+    result.get_by_role("button", name="State at version 1", exact=True).click()
+    expect(page.locator("#history-state-h")).to_contain_text("version 1 of")
+    expect(page.locator("#history-state")).to_contain_text('"status": "COMING_UP"')
+    admin.shot("24b-admin-history")
+
 
 def test_admin_disables_a_user_whose_session_ends(admin: Person, member: Person, story: dict[str, Any]) -> None:
     page = admin.go("/admin/users")

@@ -69,6 +69,7 @@ export async function organizations() {
         { label: "Members", num: true, cell: (o) => String(o.members) },
         { label: "Projects", num: true, cell: (o) => String(o.projects) },
         { label: "Created", cell: (o) => fmtDate(o.created_at) },
+        { label: "History", cell: (o) => h("a", { href: `/admin/history?kind=organization&id=${encodeURIComponent(o.slug)}`, "aria-label": `History of ${o.name}` }, "Timeline") },
       ], orgs.filter((o) => !q || o.name.toLowerCase().includes(q) || o.slug.includes(q)), { empty: "No organizations.", caption: "Organizations" }));
     };
     filter.addEventListener("input", draw);
@@ -134,6 +135,7 @@ export async function projects() {
       { label: "Status", cell: (p) => statusBadge(p.status) },
       { label: "Region", cell: (p) => h("span", { title: regionName(p.region) }, p.region) },
       { label: "Created", cell: (p) => fmtAgo(p.created_at) },
+      { label: "History", cell: (p) => h("a", { href: `/admin/history?kind=project&id=${encodeURIComponent(p.ref)}`, "aria-label": `History of ${p.name}` }, "Timeline") },
       { label: h("span", { class: "visually-hidden" }, "Actions"), cell: actions },
     ], rows, { empty: "No projects.", caption: "Projects" }));
   }
@@ -275,4 +277,55 @@ export async function health() {
   await adminPage({ title: "System health", heading: "System health", actions: [refresh], content: box });
   box.replaceChildren(h("p", { class: "muted" }, "Checking every process…"));
   await load();
+}
+
+const HISTORY_KINDS = [["organization", "Organization (slug)"], ["project", "Project (ref)"],
+  ["subscription", "Subscription (organization slug)"], ["function", "Edge function (ref/slug)"],
+  ["saga", "Provisioning saga (operation id)"]];
+
+/** Time travel: an aggregate's timeline (who, through which request) and its state at any point. */
+export async function history({ query }) {
+  if (!await guard("History")) return;
+  const kind = h("select", { id: "history-kind", "aria-label": "Kind" },
+    HISTORY_KINDS.map(([k, label]) => h("option", { value: k }, label)));
+  if (HISTORY_KINDS.some(([k]) => k === query.get("kind"))) kind.value = query.get("kind");
+  const key = h("input", { id: "history-id", "aria-label": "Key", placeholder: "acme, abcdefghijklmnopqrst, …", value: query.get("id") || "" });
+  const at = h("input", { id: "history-at", "aria-label": "At", placeholder: "now, an ISO time or a log position", value: query.get("at") || "" });
+  const out = h("div", { id: "history-result" });
+
+  async function show(when) {
+    const params = new URLSearchParams({ id: key.value.trim() });
+    if (when) params.set("at", when);
+    try {
+      const r = await get(`/platform/admin/history/${encodeURIComponent(kind.value)}?${params}`);
+      out.replaceChildren(
+        h("section", { class: "card", "aria-labelledby": "history-state-h" },
+          h("h2", { id: "history-state-h" }, `State at ${r.at}: version ${r.version} of ${r.head}`),
+          h("pre", { class: "mono small", id: "history-state" }, JSON.stringify(r.state, null, 2))),
+        h("section", { class: "card", "aria-labelledby": "history-timeline-h" },
+          h("h2", { id: "history-timeline-h" }, "Timeline"),
+          table([
+            { label: "Version", num: true, cell: (e) => String(e.version) },
+            { label: "Position", num: true, cell: (e) => String(e.position ?? "—") },
+            { label: "Time", cell: (e) => fmtDate(e.time) },
+            { label: "Event", cell: (e) => h("span", { class: "mono" }, e.event) },
+            { label: "Actor", cell: (e) => e.actor || "—" },
+            { label: "Request", cell: (e) => h("span", { class: "mono small" }, e.correlation_id || "—") },
+            { label: h("span", { class: "visually-hidden" }, "State"), cell: (e) => {
+              const b = button("State here", () => { at.value = String(e.position); show(String(e.position)); }, { small: true });
+              b.setAttribute("aria-label", `State at version ${e.version}`);
+              return b;
+            } },
+          ], r.events, { caption: "Events", empty: "No events." })));
+    } catch (e) {
+      out.replaceChildren(errorNotice(e));
+    }
+  }
+
+  const form = h("form", { class: "row", id: "history-form" }, kind, key, at, h("button", { type: "submit", class: "button" }, "Show"));
+  form.addEventListener("submit", (event) => { event.preventDefault(); show(at.value.trim()); });
+  await adminPage({ title: "History", heading: "History", content: [h("section", { class: "card" },
+    h("p", { class: "muted" }, "Any organization, project, subscription, edge function or saga as it was at a time or log position, and who changed it through which request. Secrets show as references."),
+    form), out] });
+  if (key.value) await show(at.value.trim());
 }

@@ -458,7 +458,8 @@ export async function settingsAuth({ params }) {
 
 // ---- settings history ----------------------------------------------------------------------------
 export async function settingsHistory({ params }) {
-  const { project } = await projectContext(params.ref);
+  const { project, perms } = await projectContext(params.ref);
+  const manageWhy = whyNot(perms, "projects.manage");
   let content;
   try {
     const [history, members] = await Promise.all([get(`/platform/projects/${project.ref}/settings/history`),
@@ -470,7 +471,19 @@ export async function settingsHistory({ params }) {
       { label: "Changes", cell: (c) => h("span", { class: "small mono" }, Object.entries(c.changes || {})
         .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")) },
       { label: "By", cell: (c) => (c.actor_id ? who[c.actor_id] || h("span", { class: "mono small", title: c.actor_id }, `${c.actor_id.slice(0, 8)}…`) : "system") },
-      { label: "Version", cell: (c) => String(c.version), num: true },
+      { label: "Version", cell: (c) => (c.restores_version ? `${c.version} (restores ${c.restores_version})` : String(c.version)), num: true },
+      { label: h("span", { class: "visually-hidden" }, "Restore"), cell: (c) => {
+        if (c.setting === "jwt_secret" || c === history[0]) return null;  // the newest is the current state
+        const b = button("Restore", () => busy(b, async () => {
+          if (!await confirmDialog({ title: `Restore settings of version ${c.version}?`, confirmLabel: "Restore",
+            body: "PostgREST and auth settings go back to what they were after this change. The rollback is recorded as a new change; secrets are restored from storage and never shown." })) return;
+          const r = await post(`/platform/projects/${project.ref}/settings/rollback`, { version: c.version });
+          toast(`Restored the settings of version ${r.restored_version}`);
+          await render();
+        }), { small: true, disabledReason: manageWhy });
+        b.setAttribute("aria-label", `Restore the settings of version ${c.version}`);
+        return b;
+      } },
     ], history, { empty: "No settings changed yet.", caption: "Settings history" }));
   } catch (e) {
     content = errorNotice(e);
