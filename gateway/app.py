@@ -75,10 +75,11 @@ def _load_routes() -> None:
 class Gateway:
     _map = None
 
-    def __init__(self, services: Any, sessions: SessionStore, settings: Settings):
+    def __init__(self, services: Any, sessions: SessionStore, settings: Settings, limiter: Any = None):
         self.services = services
         self.sessions = sessions
         self.settings = settings
+        self.limiter = limiter  # gateway.ratelimit.RateLimiter (None: no abuse limits, unit tests)
         if Gateway._map is None:
             _load_routes()
             Gateway._map = url_map()
@@ -96,6 +97,7 @@ class Gateway:
             response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
+            response.headers.update(getattr(e, "headers", None) or {})
         except MethodNotAllowed:
             response = error_response(405, f"method {request.method} not allowed on {request.path}")
         except NotFound:
@@ -150,7 +152,7 @@ class Gateway:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise HttpError(401, "Authorization must be 'Bearer <access token>'")
-            caller = Caller(self.services.orgs.authenticate_token(token.strip()))
+            caller = Caller(self.authenticate_token(request, token.strip()))
         else:
             token = request.cookies.get(SESSION_COOKIE)
             session = self.sessions.get(token) if token else None
@@ -166,6 +168,27 @@ class Gateway:
         ctx["actor"] = caller.id
         request.environ["sp.caller"] = caller
         return caller
+
+    def limit(self, action: str, request: Request, account: str | None = None) -> None:
+        """Count an attempt at a limited action (gateway/ratelimit.py); 429 past a limit."""
+        if self.limiter is not None:
+            from .ratelimit import client_ip
+
+            self.limiter.hit(action, client_ip(request), account)
+
+    def authenticate_token(self, request: Request, token: str) -> dict[str, Any]:
+        if self.limiter is None:
+            return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
+        from .ratelimit import client_ip
+
+        ip = client_ip(request)
+        self.limiter.blocked("token", ip)  # an IP over its limit costs no RPC at all
+        try:
+            return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
+        except Exception as e:
+            if getattr(e, "exc_type", None) == "Unauthorized":
+                self.limiter.hit("token", ip)  # failures count
+            raise
 
     def start_session(self, user: dict[str, Any], status: int) -> Response:
         token, session = self.sessions.create(user["id"])
@@ -230,6 +253,7 @@ class Gateway:
            tag="auth", body=s.SignUp, response=s.SessionInfo, status=201, auth=False)
     def signup(self, request: Request, ctx: dict[str, Any]) -> Response:
         data = self.body(request, s.SignUp)
+        self.limit("signup", request)
         user = self.services.orgs.register_user(data["email"], data["password"], ctx, data["display_name"])
         return self.start_session(user, 201)
 
@@ -237,6 +261,7 @@ class Gateway:
            body=s.SignIn, response=s.SessionInfo, auth=False)
     def signin(self, request: Request, ctx: dict[str, Any]) -> Response:
         data = self.body(request, s.SignIn)
+        self.limit("signin", request, str(data["email"]))
         user = self.services.orgs.authenticate_password(data["email"], data["password"])
         return self.start_session(user, 200)
 
@@ -275,6 +300,7 @@ class Gateway:
     def change_password(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.PasswordChange)
+        self.limit("password", request, me.id)
         self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
         return json_response(None, 204)
 
@@ -373,6 +399,7 @@ class Gateway:
     def invite_member(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.InvitationCreate)
+        self.limit("invite", request, me.id)
         inv = self.services.orgs.invite_member(me.id, slug, data["email"], data["role"], ctx)
         return json_response(s.Invitation().dump(inv), 201)
 
@@ -381,6 +408,7 @@ class Gateway:
            response=s.Invitation)
     def resend_invitation(self, request: Request, ctx: dict[str, Any], slug: str, invitation_id: str) -> Response:
         me = self.caller(request, ctx)
+        self.limit("invite", request, me.id)
         inv = self.services.orgs.resend_invitation(me.id, slug, invitation_id, ctx)
         return json_response(s.Invitation().dump(inv))
 

@@ -15,6 +15,7 @@ from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
 from .paths import unsafe_path
+from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
@@ -35,6 +36,7 @@ class GatewayService:
     metering = RpcProxy("metering")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
+    limiter: Any = ApplicationProvider(build_limiter)
     settings: Any = SettingsProvider()
 
     def _handle(self, request: Request) -> Response:
@@ -42,7 +44,7 @@ class GatewayService:
         why = unsafe_path(request.environ.get("RAW_PATH_INFO") or request.environ.get("REQUEST_URI") or request.path)
         if why:
             return Response(json.dumps({"message": why}), status=400, mimetype="application/json")
-        response = Gateway(self, self.sessions, self.settings).handle(request)
+        response = Gateway(self, self.sessions, self.settings, self.limiter).handle(request)
         # Usage per project (requests, egress) for metering; counted in memory, sent in batches.
         return self.usage.observe(request, response, RemotePort(self.projects).project_org)
 

@@ -56,7 +56,7 @@ class MemoryTokenUsage:
         return {t: self.seen[t] for t in token_ids if t in self.seen}
 
 
-def verify_password(hasher: PasswordHasher, password: str, stored: str) -> bool:
+def verify_password(hasher: Any, password: str, stored: str) -> bool:
     try:
         return hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
@@ -144,7 +144,14 @@ class OrgsApplication(Application):
             email = normalise_email(email)
         except InvalidInput:
             raise failure from None
-        user = self._user_by_email(email, missing=failure)
+        try:
+            user = self._user_by_email(email, missing=failure)
+        except Unauthorized:
+            # An unknown email costs the same argon2 work as a known one: no timing oracle.
+            dummy = getattr(self.hasher, "dummy_hash", None)
+            if callable(dummy) and isinstance(password, str):
+                verify_password(self.hasher, password, dummy())
+            raise
         if user.disabled or not isinstance(password, str) or not verify_password(self.hasher, password, user.password_hash):
             raise failure
         return self._user_view(user)
