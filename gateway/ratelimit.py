@@ -127,15 +127,23 @@ class RateLimiter:
                 out[f"{action}:{kind}:{key.lower()}"] = limit
         return out
 
-    def blocked(self, action: str, ip: str | None, account: str | None = None) -> None:
-        """Raise RateLimited if this process already knows the caller is over a limit (no I/O)."""
+    def retry_after(self, action: str, ip: str | None, account: str | None = None) -> int | None:
+        """Seconds until the caller may try again, if this process already knows it is over a
+        limit (no I/O); None otherwise."""
         now = self.clock()
         for bucket in self._buckets(action, ip, account):
             until = self._blocked.get(bucket)
             if until is not None:
                 if until > now:
-                    raise RateLimited(action, max(1, int(until - now + 0.999)))
+                    return max(1, int(until - now + 0.999))
                 self._blocked.pop(bucket, None)
+        return None
+
+    def blocked(self, action: str, ip: str | None, account: str | None = None) -> None:
+        """Raise RateLimited if this process already knows the caller is over a limit (no I/O)."""
+        retry = self.retry_after(action, ip, account)
+        if retry is not None:
+            raise RateLimited(action, retry)
 
     def hit(self, action: str, ip: str | None, account: str | None = None) -> None:
         """Count one attempt; raise RateLimited when it is past a limit."""
@@ -164,7 +172,12 @@ def client_ip(request: Any) -> str:
     return str(request.remote_addr or "unknown")
 
 
+ACTIVE: RateLimiter | None = None  # this process's limiter, for gateway/guard.py
+
+
 def build_limiter(settings: Settings) -> RateLimiter:
+    global ACTIVE
     from services.shared.db import make_pool
 
-    return RateLimiter(SqlCounter(make_pool(settings, "gateway", DDL, max_size=4)), Limits.of(settings))
+    ACTIVE = RateLimiter(SqlCounter(make_pool(settings, "gateway", DDL, max_size=4)), Limits.of(settings))
+    return ACTIVE

@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
 from werkzeug.wrappers import Request, Response
 
 from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, make_pool
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
+from .guard import http
 from .paths import unsafe_path
 from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
