@@ -90,6 +90,7 @@ class Gateway:
         adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
             endpoint, args = adapter.match()
+            request.environ["sp.endpoint"] = endpoint
             handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
             if endpoint in SCOPED:
@@ -117,15 +118,9 @@ class Gateway:
         return response
 
     def body(self, request: Request, schema: type[Schema]) -> dict[str, Any]:
-        if request.content_length and request.content_length > MAX_BODY:
-            raise HttpError(413, "request body too large")
-        raw = request.get_data(cache=False, as_text=False)
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError as e:
-            raise HttpError(400, f"malformed JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise HttpError(400, "request body must be a JSON object")
+        from .limits import limit_for, parse_json_object
+
+        data = parse_json_object(request, limit_for(request))
         try:
             return dict(schema().load(data))
         except ValidationError as e:
