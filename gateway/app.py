@@ -8,6 +8,7 @@ service method, shape the output. Membership and roles are checked by the servic
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import uuid
@@ -153,7 +154,8 @@ class Gateway:
             session = self.sessions.get(token) if token else None
             if session is None:
                 raise HttpError(401, "sign in, or send a bearer access token (Authorization: Bearer sbp_...)")
-            if request.method in UNSAFE and request.headers.get("X-CSRF-Token") != session.csrf_token:
+            if request.method in UNSAFE and not hmac.compare_digest(
+                    request.headers.get("X-CSRF-Token", "").encode(), session.csrf_token.encode()):
                 raise HttpError(403, "missing or wrong X-CSRF-Token header for this session")
             caller = Caller(self.services.orgs.get_user(session.user_id), session, token)
             if caller.user.get("disabled"):
@@ -185,11 +187,14 @@ class Gateway:
                 self.limiter.hit("token", ip)  # failures count
             raise
 
-    def start_session(self, user: dict[str, Any], status: int) -> Response:
+    def start_session(self, user: dict[str, Any], status: int, request: Request | None = None) -> Response:
+        old = request.cookies.get(SESSION_COOKIE) if request is not None else None
+        if old:
+            self.sessions.delete(old)  # signing in again replaces the session, never adds one
         token, session = self.sessions.create(user["id"])
         response = json_response(s.SessionInfo().dump({"user": user, "csrf_token": session.csrf_token}), status)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
-                            secure=self.settings.cookie_secure,
+                            secure=self.settings.cookie_secure or self.settings.public_url.startswith("https://"),
                             max_age=self.settings.session_ttl_hours * 3600)
         return response
 
@@ -250,7 +255,7 @@ class Gateway:
         data = self.body(request, s.SignUp)
         self.limit("signup", request)
         user = self.services.orgs.register_user(data["email"], data["password"], ctx, data["display_name"])
-        return self.start_session(user, 201)
+        return self.start_session(user, 201, request)
 
     @route("POST", "/platform/auth/signin", summary="Sign in; starts a session (cookie)", tag="auth",
            body=s.SignIn, response=s.SessionInfo, auth=False)
@@ -258,7 +263,7 @@ class Gateway:
         data = self.body(request, s.SignIn)
         self.limit("signin", request, str(data["email"]))
         user = self.services.orgs.authenticate_password(data["email"], data["password"])
-        return self.start_session(user, 200)
+        return self.start_session(user, 200, request)
 
     @route("POST", "/platform/auth/signout", summary="Sign out: ends this session", tag="auth", status=204)
     def signout(self, request: Request, ctx: dict[str, Any]) -> Response:
@@ -297,6 +302,7 @@ class Gateway:
         data = self.body(request, s.PasswordChange)
         self.limit("password", request, me.id)
         self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
+        self.sessions.delete_others(me.id, me.session_token)  # every other session ends
         return json_response(None, 204)
 
     @route("PUT", "/platform/profile/current-organization", summary="Switch your current organization",

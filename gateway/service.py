@@ -23,7 +23,8 @@ METHODS = "GET,POST,PUT,PATCH,DELETE"
 
 
 def _sessions(settings: Settings) -> SqlSessionStore:
-    return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours))
+    return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours),
+                           timedelta(minutes=settings.session_idle_minutes))
 
 
 class GatewayService:
