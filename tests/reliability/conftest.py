@@ -269,7 +269,8 @@ def fresh_settings(tag: str, **overrides: Any) -> Iterator[Settings]:
     """A new database and vhost, dropped afterwards."""
     s = make_test_settings(tag).with_overrides(**overrides)
     admin = RabbitAdmin(s)
-    # The broker-restart test (ours or a concurrent run's) may have RabbitMQ down briefly.
+    # An older checkout's broker-restart test (before it got a private node) may have the
+    # machine's RabbitMQ down briefly while it runs concurrently.
     wait_for("RabbitMQ's management API", lambda: broker_answers(s), timeout=90, interval=0.5)
     admin.create_vhost(s.amqp_vhost)
     bootstrap(s)

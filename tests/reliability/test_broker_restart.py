@@ -1,34 +1,32 @@
 """Restart RabbitMQ (`rabbitmqctl stop_app` / `start_app`) while events flow: the relay and
 the consumer reconnect by themselves and every effect still happens exactly once.
 
-This stops the whole broker, every vhost on the machine, so it lives alone in this module
-and always leaves the broker up again, even when the test fails.
+The broker restarted is a private node this test starts for itself (broker_node.py), never
+the machine's RabbitMQ, which other test runs and checkouts share. Whatever happens in the
+test, the node is halted and its data removed afterwards.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from typing import Iterator
 
 import pytest
 
-from .conftest import Backbone, assert_exactly_once, broker_answers, new_run, wait_for
+from services.shared.db import bootstrap, drop_database
+from tests.conftest import ARTIFACTS, make_test_settings
+
+from .broker_node import SCRIPTS, BrokerNode
+from .conftest import Backbone, assert_exactly_once, new_run, wait_for
 
 N = 5000
 BATCH = 100
-RABBITMQCTL = shutil.which("rabbitmqctl")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(RABBITMQCTL is None, reason="rabbitmqctl is not installed here"),
+    pytest.mark.skipif(SCRIPTS is None, reason="RabbitMQ's server scripts are not installed here"),
 ]
-
-
-def rabbitmqctl(action: str) -> subprocess.Popen[bytes]:
-    assert RABBITMQCTL is not None
-    return subprocess.Popen([RABBITMQCTL, action], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def finish(p: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -37,23 +35,32 @@ def finish(p: subprocess.Popen[bytes], timeout: float = 60) -> None:
 
 
 @pytest.fixture
-def broker_restarts(backbone: Backbone) -> Iterator[None]:
-    """Whatever happens in the test, the broker is running again afterwards."""
-    probe = rabbitmqctl("status")
-    out, _ = probe.communicate(timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot control RabbitMQ here: {out.decode(errors='replace')[:300]}")
+def node() -> Iterator[BrokerNode]:
+    """A RabbitMQ node of this test's own, halted afterwards whatever happened."""
+    s = make_test_settings("rmq")
+    n = BrokerNode(ARTIFACTS / "logs" / s.db_name / "rabbitmq", vhost=s.amqp_vhost)
     try:
-        yield
+        n.start()
+        yield n
     finally:
-        if not broker_answers(backbone.settings):
-            subprocess.run([RABBITMQCTL, "start_app"], timeout=120, check=False)  # type: ignore[list-item]
-            wait_for("RabbitMQ to answer again", lambda: broker_answers(backbone.settings), timeout=120,
-                     interval=0.5)
+        n.stop()
 
 
-@pytest.mark.timeout(150)
-def test_broker_restart_mid_stream_applies_each_event_once(backbone: Backbone, broker_restarts: None) -> None:
+@pytest.fixture
+def backbone(node: BrokerNode) -> Iterator[Backbone]:
+    """The probe pipeline on a fresh database (the machine's PostgreSQL) and the private node."""
+    s = make_test_settings("rel").with_overrides(**node.settings_overrides())
+    bootstrap(s)
+    b = Backbone(s)
+    try:
+        yield b
+    finally:
+        b.stop_all()
+        drop_database(s)
+
+
+@pytest.mark.timeout(240)
+def test_broker_restart_mid_stream_applies_each_event_once(node: BrokerNode, backbone: Backbone) -> None:
     run = new_run()
     pending = [list(range(i, i + BATCH)) for i in range(0, N, BATCH)]
 
@@ -68,27 +75,27 @@ def test_broker_restart_mid_stream_applies_each_event_once(backbone: Backbone, b
     wait_for("the first events to arrive", lambda: backbone.applied_count(run) > 0)
 
     # Stop the broker while the writer keeps writing (stop_app runs in the background).
-    stopping = rabbitmqctl("stop_app")
+    stopping = node.ctl_background("stop_app")
     written = 0
     while stopping.poll() is None:
         write_next(15 - written)
         written += 1
         time.sleep(0.1)
     finish(stopping)
-    assert not broker_answers(backbone.settings)
+    assert not node.answers()
     during_outage = backbone.applied_count(run)
     for _ in range(5):
         write_next(1)  # the store keeps taking commands; the outbox holds them
 
     # Start it again, still writing; the relay and consumer must find their way back alone.
-    starting = rabbitmqctl("start_app")
+    starting = node.ctl_background("start_app")
     written = 0
     while starting.poll() is None:
         write_next(10 - written)
         written += 1
         time.sleep(0.1)
     finish(starting)
-    wait_for("RabbitMQ to answer again", lambda: broker_answers(backbone.settings), timeout=60, interval=0.2)
+    wait_for("RabbitMQ to answer again", node.answers, timeout=60, interval=0.2)
     while pending:
         write_next(1)
 
