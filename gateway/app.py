@@ -109,7 +109,14 @@ class Gateway:
         except Exception as e:  # noqa: BLE001 -- remote service errors and faults
             message = getattr(e, "value", None) or str(e)
             mapped = from_remote(getattr(e, "exc_type", None), message)
-            if mapped is None:
+            from .outages import headers as outage_headers, outage_reason
+
+            down = outage_reason(e) if mapped is None else None
+            if down is not None:
+                log.warning("dependency down on %s %s: %r", request.method, request.path, e)
+                response = error_response(503, down)
+                response.headers.update(outage_headers())
+            elif mapped is None:
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 response = error_response(500, "internal error")
             else:
