@@ -14,12 +14,14 @@ from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
 from .guard import http
+from .logredact import install as redact_access_logs
 from .paths import unsafe_path
 from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
 METHODS = "GET,POST,PUT,PATCH,DELETE"
+redact_access_logs()  # tokens never reach the access log
 
 
 def _sessions(settings: Settings) -> SqlSessionStore:
