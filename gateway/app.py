@@ -330,7 +330,8 @@ class Gateway:
     def create_token(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.TokenCreate)
-        return json_response(s.TokenCreated().dump(self.services.orgs.create_token(me.id, data["name"], ctx)), 201)
+        token = self.services.orgs.create_token(me.id, data["name"], ctx, data.get("expires_in_days"))
+        return json_response(s.TokenCreated().dump(token), 201)
 
     @route("DELETE", "/platform/profile/tokens/<token_id>", summary="Revoke a token (stops working at once)",
            tag="profile", status=204)

@@ -71,3 +71,17 @@ def test_idle_sessions_end_and_expired_ones_are_purged(gateway_url: str, setting
         left = conn.execute("SELECT count(*) FROM gateway.sessions WHERE user_id = ANY(%s)",
                             (list(user_of.values()),)).fetchone()[0]
     assert left == 0
+
+
+def test_tokens_with_an_expiry_are_listed_with_it_and_their_last_use(gateway_url: str) -> None:
+    sess, _ = sign_up(gateway_url)
+    r = sess.post(gateway_url + "/platform/profile/tokens", json={"name": "ci", "expires_in_days": 7}, timeout=20)
+    assert r.status_code == 201, r.text
+    token = r.json()
+    assert token["expires_at"]
+    assert requests.get(gateway_url + "/platform/profile", timeout=20,
+                        headers={"Authorization": f"Bearer {token['token']}"}).status_code == 200
+    listed = sess.get(gateway_url + "/platform/profile/tokens", timeout=20).json()
+    assert listed[0]["expires_at"] == token["expires_at"] and listed[0]["last_used_at"]
+    r = sess.post(gateway_url + "/platform/profile/tokens", json={"name": "ci", "expires_in_days": 0}, timeout=20)
+    assert r.status_code == 400, r.text
