@@ -1,4 +1,5 @@
-"""nameko's HTTP entrypoint with the gateway's cheapest refusals made before a worker is taken.
+"""The gateway's cheapest refusals, made before a nameko worker is taken (gateway/service.py
+calls `early_refusal` from its HTTP entrypoint, before nameko spawns the worker).
 
 nameko runs each request in one of `max_workers` workers; requests beyond that wait in line.
 A flood of bad bearer tokens from an address already over its limit (gateway/ratelimit.py)
@@ -15,7 +16,6 @@ import random
 from typing import Any
 
 import eventlet
-from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from . import ratelimit
@@ -44,13 +44,3 @@ def early_refusal(request: Request) -> Response | None:
     return Response(json.dumps(body), status=429, mimetype="application/json",
                     headers={"Retry-After": str(retry), "Cache-Control": "no-store"})
 
-
-class GuardedHttpRequestHandler(HttpRequestHandler):
-    def handle_request(self, request: Request) -> Any:
-        refused = early_refusal(request)
-        if refused is not None:
-            return refused
-        return super().handle_request(request)
-
-
-http = GuardedHttpRequestHandler.decorator

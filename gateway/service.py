@@ -7,13 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 from nameko.rpc import RpcProxy
+from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, make_pool
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
-from .guard import http
+from .guard import early_refusal
 from .logredact import install as redact_access_logs
 from .paths import unsafe_path
 from .ratelimit import build_limiter
@@ -21,6 +22,19 @@ from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
 METHODS = "GET,POST,PUT,PATCH,DELETE"
+
+
+class GuardedHttpRequestHandler(HttpRequestHandler):
+    """nameko's HTTP entrypoint; refusals that need no worker (gateway/guard.py) come first."""
+
+    def handle_request(self, request: Request) -> Any:
+        refused = early_refusal(request)
+        if refused is not None:
+            return refused
+        return super().handle_request(request)
+
+
+http = GuardedHttpRequestHandler.decorator
 redact_access_logs()  # tokens never reach the access log
 
 

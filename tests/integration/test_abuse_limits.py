@@ -134,8 +134,13 @@ def test_unknown_email_costs_the_same_as_a_known_one(gateways: list[str]) -> Non
             return time.perf_counter() - t0
 
         timed(email), timed("nobody@example.com")  # warm both paths
-        known = statistics.median(timed(email) for _ in range(7))
-        unknown = statistics.median(timed(f"n-{uuid.uuid4().hex[:8]}@example.com") for _ in range(7))
+        known_t, unknown_t = [], []
+        for _ in range(9):  # interleaved, so the machine's load drifts over both alike
+            known_t.append(timed(email))
+            unknown_t.append(timed(f"n-{uuid.uuid4().hex[:8]}@example.com"))
+        known, unknown = statistics.median(known_t), statistics.median(unknown_t)
     assert known > 0.01, known  # argon2 really ran
-    assert 0.5 < unknown / known < 2.0, (known, unknown)
+    # without the dummy hash the ratio is about 0.01 (5 ms against 430 ms); a loaded machine
+    # makes argon2's time vary by 2x between calls
+    assert 0.33 < unknown / known < 3.0, (known, unknown)
 
