@@ -8,6 +8,7 @@ service method, shape the output. Membership and roles are checked by the servic
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import uuid
@@ -84,11 +85,13 @@ def _load_routes() -> None:
 class Gateway:
     _map = None
 
-    def __init__(self, services: Any, sessions: SessionStore, settings: Settings, auth_cache: AuthCache | None = None):
+    def __init__(self, services: Any, sessions: SessionStore, settings: Settings, auth_cache: AuthCache | None = None,
+                 limiter: Any = None):
         self.services = services
         self.sessions = sessions
         self.settings = settings
         self.auth_cache = auth_cache
+        self.limiter = limiter  # gateway.ratelimit.RateLimiter (None: no abuse limits, unit tests)
         if Gateway._map is None:
             _load_routes()
             Gateway._map = url_map()
@@ -99,6 +102,7 @@ class Gateway:
         adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
             endpoint, args = adapter.match()
+            request.environ["sp.endpoint"] = endpoint
             handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
             if endpoint in ADMIN:
@@ -108,6 +112,7 @@ class Gateway:
             response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
+            response.headers.update(getattr(e, "headers", None) or {})
         except MethodNotAllowed:
             response = error_response(405, f"method {request.method} not allowed on {request.path}")
         except NotFound:
@@ -117,7 +122,14 @@ class Gateway:
         except Exception as e:  # noqa: BLE001 -- remote service errors and faults
             message = getattr(e, "value", None) or str(e)
             mapped = from_remote(getattr(e, "exc_type", None), message)
-            if mapped is None:
+            from .outages import headers as outage_headers, outage_reason
+
+            down = outage_reason(e) if mapped is None else None
+            if down is not None:
+                log.warning("dependency down on %s %s: %r", request.method, request.path, e)
+                response = error_response(503, down)
+                response.headers.update(outage_headers())
+            elif mapped is None:
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 response = error_response(500, "internal error")
             else:
@@ -132,15 +144,9 @@ class Gateway:
         return response
 
     def body(self, request: Request, schema: type[Schema]) -> dict[str, Any]:
-        if request.content_length and request.content_length > MAX_BODY:
-            raise HttpError(413, "request body too large")
-        raw = request.get_data(cache=False, as_text=False)
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError as e:
-            raise HttpError(400, f"malformed JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise HttpError(400, "request body must be a JSON object")
+        from .limits import limit_for, parse_json_object
+
+        data = parse_json_object(request, limit_for(request))
         try:
             return dict(schema().load(data))
         except ValidationError as e:
@@ -189,7 +195,7 @@ class Gateway:
             key = token_key(token)
             user = self.auth_cache.get(key) if self.auth_cache else None
             if user is None:
-                user = self.services.orgs.authenticate_token(token)
+                user = self.authenticate_token(request, token)
                 if self.auth_cache:
                     self.auth_cache.put(key, user)
             caller = Caller(user)
@@ -198,7 +204,8 @@ class Gateway:
             session = self.sessions.get(token) if token else None
             if session is None:
                 raise HttpError(401, "sign in, or send a bearer access token (Authorization: Bearer sbp_...)")
-            if request.method in UNSAFE and request.headers.get("X-CSRF-Token") != session.csrf_token:
+            if request.method in UNSAFE and not hmac.compare_digest(
+                    request.headers.get("X-CSRF-Token", "").encode(), session.csrf_token.encode()):
                 raise HttpError(403, "missing or wrong X-CSRF-Token header for this session")
             key = user_key(session.user_id)
             user = self.auth_cache.get(key) if self.auth_cache else None
@@ -215,11 +222,35 @@ class Gateway:
         request.environ["sp.caller"] = caller
         return caller
 
-    def start_session(self, user: dict[str, Any], status: int) -> Response:
+    def limit(self, action: str, request: Request, account: str | None = None) -> None:
+        """Count an attempt at a limited action (gateway/ratelimit.py); 429 past a limit."""
+        if self.limiter is not None:
+            from .ratelimit import client_ip
+
+            self.limiter.hit(action, client_ip(request), account)
+
+    def authenticate_token(self, request: Request, token: str) -> dict[str, Any]:
+        if self.limiter is None:
+            return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
+        from .ratelimit import client_ip
+
+        ip = client_ip(request)
+        self.limiter.blocked("token", ip)  # an IP over its limit costs no RPC at all
+        try:
+            return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
+        except Exception as e:
+            if getattr(e, "exc_type", None) == "Unauthorized":
+                self.limiter.hit("token", ip)  # failures count
+            raise
+
+    def start_session(self, user: dict[str, Any], status: int, request: Request | None = None) -> Response:
+        old = request.cookies.get(SESSION_COOKIE) if request is not None else None
+        if old:
+            self.sessions.delete(old)  # signing in again replaces the session, never adds one
         token, session = self.sessions.create(user["id"])
         response = json_response(s.SessionInfo().dump({"user": user, "csrf_token": session.csrf_token}), status)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", path="/",
-                            secure=self.settings.cookie_secure,
+                            secure=self.settings.cookie_secure or self.settings.public_url.startswith("https://"),
                             max_age=self.settings.session_ttl_hours * 3600)
         return response
 
@@ -287,15 +318,17 @@ class Gateway:
            tag="auth", body=s.SignUp, response=s.SessionInfo, status=201, auth=False)
     def signup(self, request: Request, ctx: dict[str, Any]) -> Response:
         data = self.body(request, s.SignUp)
+        self.limit("signup", request)
         user = self.services.orgs.register_user(data["email"], data["password"], ctx, data["display_name"])
-        return self.start_session(user, 201)
+        return self.start_session(user, 201, request)
 
     @route("POST", "/platform/auth/signin", summary="Sign in; starts a session (cookie)", tag="auth",
            body=s.SignIn, response=s.SessionInfo, auth=False)
     def signin(self, request: Request, ctx: dict[str, Any]) -> Response:
         data = self.body(request, s.SignIn)
+        self.limit("signin", request, str(data["email"]))
         user = self.services.orgs.authenticate_password(data["email"], data["password"])
-        return self.start_session(user, 200)
+        return self.start_session(user, 200, request)
 
     @route("POST", "/platform/auth/signout", summary="Sign out: ends this session", tag="auth", status=204)
     def signout(self, request: Request, ctx: dict[str, Any]) -> Response:
@@ -332,7 +365,9 @@ class Gateway:
     def change_password(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.PasswordChange)
+        self.limit("password", request, me.id)
         self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
+        self.sessions.delete_others(me.id, me.session_token)  # every other session ends
         return json_response(None, 204)
 
     @route("PUT", "/platform/profile/current-organization", summary="Switch your current organization",
@@ -353,7 +388,8 @@ class Gateway:
     def create_token(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.TokenCreate)
-        return json_response(s.TokenCreated().dump(self.services.orgs.create_token(me.id, data["name"], ctx)), 201)
+        token = self.services.orgs.create_token(me.id, data["name"], ctx, data.get("expires_in_days"))
+        return json_response(s.TokenCreated().dump(token), 201)
 
     @route("DELETE", "/platform/profile/tokens/<token_id>", summary="Revoke a token (stops working at once)",
            tag="profile", status=204)
@@ -430,6 +466,7 @@ class Gateway:
     def invite_member(self, request: Request, ctx: dict[str, Any], slug: str) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.InvitationCreate)
+        self.limit("invite", request, me.id)
         inv = self.services.orgs.invite_member(me.id, slug, data["email"], data["role"], ctx)
         return json_response(s.Invitation().dump(inv), 201)
 
@@ -438,6 +475,7 @@ class Gateway:
            response=s.Invitation)
     def resend_invitation(self, request: Request, ctx: dict[str, Any], slug: str, invitation_id: str) -> Response:
         me = self.caller(request, ctx)
+        self.limit("invite", request, me.id)
         inv = self.services.orgs.resend_invitation(me.id, slug, invitation_id, ctx)
         return json_response(s.Invitation().dump(inv))
 

@@ -24,7 +24,10 @@ OUT = Path(__file__).resolve().parents[1] / "docs" / "api" / "gateway-openapi.js
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content"}
 ERRORS = {400: "Invalid input (see errors per field)", 401: "Not signed in / bad token",
           403: "Not allowed for your role, or missing CSRF token", 404: "Not found (or not yours)",
-          409: "Conflicts with current state", 410: "No longer usable (expired, revoked, used)"}
+          409: "Conflicts with current state", 410: "No longer usable (expired, revoked, used)",
+          429: "Too many attempts (see Retry-After)",
+          503: "A dependency (database, broker, a service) is down; the reason says which (see Retry-After)"}
+LIMITED = {"signup", "signin"}  # unauthenticated routes under an abuse limit (gateway/ratelimit.py)
 
 
 def _ref(schema: type[Schema], components: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +65,10 @@ def document() -> dict[str, Any]:
             codes += [401, 403, 404]
         elif "{" in path:
             codes += [404]
+        if r.auth or r.endpoint in LIMITED:
+            codes += [429]  # a limited action, or failed bearer tokens from the caller's IP
+        if r.auth:
+            codes += [503]
         for code in sorted(set(codes)):
             responses[str(code)] = {"description": ERRORS[code],
                                     "content": {"application/json": {"schema": error_ref}}}

@@ -89,6 +89,9 @@ class SelectOrganization(Strict):
 
 class TokenCreate(Strict):
     name = fields.String(required=True, validate=NAME)
+    expires_in_days = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                     validate=validate.Range(min=1, max=3650),
+                                     metadata={"description": "Stops working after this many days (default: never)"})
 
 
 class Token(Schema):
@@ -97,6 +100,7 @@ class Token(Schema):
     prefix = fields.String(required=True, metadata={"description": "First characters of the token, to recognise it"})
     created_at = fields.String(required=True)
     last_used_at = fields.String(allow_none=True, required=True)
+    expires_at = fields.String(allow_none=True, dump_default=None, metadata={"description": "When it stops working (null: never)"})
 
 
 class TokenCreated(Token):

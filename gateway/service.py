@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
+from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, broadcast_handler, make_pool
@@ -15,7 +15,10 @@ from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
 from .authcache import AuthCache
+from .guard import early_refusal
+from .logredact import install as redact_access_logs
 from .paths import unsafe_path
+from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
 from .usage import UsageMeter, build_meter
 
@@ -39,8 +42,23 @@ def _identity_handler(event_type: str) -> Any:
     return handle
 
 
+class GuardedHttpRequestHandler(HttpRequestHandler):
+    """nameko's HTTP entrypoint; refusals that need no worker (gateway/guard.py) come first."""
+
+    def handle_request(self, request: Request) -> Any:
+        refused = early_refusal(request)
+        if refused is not None:
+            return refused
+        return super().handle_request(request)
+
+
+http = GuardedHttpRequestHandler.decorator
+redact_access_logs()  # tokens never reach the access log
+
+
 def _sessions(settings: Settings) -> SqlSessionStore:
-    return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours))
+    return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours),
+                           timedelta(minutes=settings.session_idle_minutes))
 
 
 class GatewayService:
@@ -55,6 +73,7 @@ class GatewayService:
     database = RpcProxy("database")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
+    limiter: Any = ApplicationProvider(build_limiter)
     settings: Any = SettingsProvider()
     auth_cache: AuthCache = ApplicationProvider(lambda s: AuthCache(s.gateway_auth_cache_ttl_s))
 
@@ -67,7 +86,7 @@ class GatewayService:
         why = unsafe_path(request.environ.get("RAW_PATH_INFO") or request.environ.get("REQUEST_URI") or request.path)
         if why:
             return Response(json.dumps({"message": why}), status=400, mimetype="application/json")
-        response = Gateway(self, self.sessions, self.settings, self.auth_cache).handle(request)
+        response = Gateway(self, self.sessions, self.settings, self.auth_cache, self.limiter).handle(request)
         # Usage per project (requests, egress) for metering; counted in memory, sent in batches.
         return self.usage.observe(request, response, RemotePort(self.projects).project_org)
 

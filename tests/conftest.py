@@ -68,6 +68,10 @@ def make_test_settings(tag: str) -> Settings:
         functions_cpu_time_ms=500,
         # The Stripe webhook route verifies signatures with this (tests sign with it too).
         stripe_webhook_secret="whsec_platform_tests",
+        # Abuse limits out of the way of a suite that signs up hundreds of users from one IP
+        # (tests/integration/test_abuse_limits.py runs its own gateways with low ones).
+        rate_limit_per_ip=1_000_000,
+        rate_limit_per_account=1_000_000,
     )
 
 

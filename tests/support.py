@@ -68,3 +68,40 @@ class FakeOrgs:
 
     def list_organizations(self, user_id: str) -> list[dict[str, Any]]:
         return [{"slug": s} for (u, s) in self.roles if u == user_id]
+
+
+
+class TcpProxy:
+    """A TCP forwarder a test can cut (tests/tcpproxy.py, in its own process: the test
+    process is monkey-patched by eventlet, whose sockets dislike being closed under a
+    reader). `cut()` closes every connection through it and refuses new ones (what a
+    dependency's outage looks like to its clients), `restore()` lets them in again. Simulates
+    PostgreSQL or RabbitMQ outages without touching the shared servers."""
+
+    def __init__(self, target_host: str, target_port: int):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        here = Path(__file__).resolve().parent
+        self.proc = subprocess.Popen([sys.executable, str(here / "tcpproxy.py"), target_host, str(target_port)],
+                                     stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def _say(self, word: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().strip() == word
+
+    def cut(self) -> None:
+        self._say("cut")
+
+    def restore(self) -> None:
+        self._say("restore")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()

@@ -52,3 +52,44 @@ class ProjectsViaRpc:
 
     def count_projects(self, org_slug: str) -> int:
         return int(self.proxy.count_projects(org_slug))
+
+
+class QueuedHasher:
+    """argon2id with its work bounded: at most `concurrency` hashes at once per process, each
+    in a native thread (eventlet's tpool when the process is monkey-patched, where a C call
+    would otherwise stop every green thread), the rest waiting their turn. A flood of
+    password attempts then costs a queue, not every RPC worker of the process at once.
+    Same interface as argon2.PasswordHasher's hash and verify."""
+
+    def __init__(self, hasher: Any, concurrency: int = 2):
+        import threading
+
+        self.hasher = hasher
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))  # green when patched
+        self._dummy: str | None = None
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        import sys
+
+        with self._slots:
+            eventlet = sys.modules.get("eventlet")
+            if eventlet is not None and eventlet.patcher.is_monkey_patched("thread"):
+                from eventlet import tpool
+
+                return tpool.execute(fn, *args)
+            return fn(*args)
+
+    def hash(self, password: str) -> str:
+        return str(self._run(self.hasher.hash, password))
+
+    def verify(self, stored: str, password: str) -> bool:
+        return bool(self._run(self.hasher.verify, stored, password))
+
+    def dummy_hash(self) -> str:
+        """A hash of nothing anyone knows, with the same parameters: verifying against it costs
+        what a real check costs, so an unknown email answers as slowly as a known one."""
+        if self._dummy is None:
+            import secrets
+
+            self._dummy = self.hash(secrets.token_hex(16))
+        return self._dummy

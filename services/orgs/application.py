@@ -56,7 +56,7 @@ class MemoryTokenUsage:
         return {t: self.seen[t] for t in token_ids if t in self.seen}
 
 
-def verify_password(hasher: PasswordHasher, password: str, stored: str) -> bool:
+def verify_password(hasher: Any, password: str, stored: str) -> bool:
     try:
         return hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
@@ -144,7 +144,14 @@ class OrgsApplication(Application):
             email = normalise_email(email)
         except InvalidInput:
             raise failure from None
-        user = self._user_by_email(email, missing=failure)
+        try:
+            user = self._user_by_email(email, missing=failure)
+        except Unauthorized:
+            # An unknown email costs the same argon2 work as a known one: no timing oracle.
+            dummy = getattr(self.hasher, "dummy_hash", None)
+            if callable(dummy) and isinstance(password, str):
+                verify_password(self.hasher, password, dummy())
+            raise
         if user.disabled or not isinstance(password, str) or not verify_password(self.hasher, password, user.password_hash):
             raise failure
         return self._user_view(user)
@@ -200,12 +207,18 @@ class OrgsApplication(Application):
         return self.create_token(str(user.id), name or "token", ctx)
 
     @retry_on_conflict
-    def create_token(self, user_id: str, name: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create_token(self, user_id: str, name: str, ctx: dict[str, Any] | None = None,
+                     expires_in_days: int | None = None) -> dict[str, Any]:
         name = check_name(name)
+        if expires_in_days is not None and (not isinstance(expires_in_days, int) or isinstance(expires_in_days, bool)
+                                            or not 1 <= expires_in_days <= 3650):
+            raise InvalidInput("expires_in_days: a whole number of days from 1 to 3650")
+        expires_at = (self.clock() + timedelta(days=expires_in_days)).isoformat() if expires_in_days else None
         user = self._user(user_id)
         meta = meta_of(ctx)
         token = "sbp_" + secrets.token_hex(20)
-        at = AccessToken(token_hash=secret_hash(token), user_id=str(user.id), name=name, prefix=token[:8], meta=meta)
+        at = AccessToken(token_hash=secret_hash(token), user_id=str(user.id), name=name, prefix=token[:8], meta=meta,
+                         expires_at=expires_at)
         user.add_token(token_id=str(at.id), meta=meta)
         self.save(at, user)
         return {**self._token_view(at, None), "token": token}
@@ -235,6 +248,9 @@ class OrgsApplication(Application):
             raise Unauthorized("invalid access token") from None
         if at.revoked:
             raise Unauthorized("access token revoked")
+        expires_at = getattr(at, "expires_at", None)
+        if expires_at and datetime.fromisoformat(expires_at) <= self.clock():
+            raise Unauthorized("access token expired")
         user = self._user(at.user_id)
         if user.disabled:
             raise Unauthorized("account disabled")
@@ -688,7 +704,8 @@ class OrgsApplication(Application):
     @staticmethod
     def _token_view(at: AccessToken, last_used: datetime | None) -> dict[str, Any]:
         return {"id": str(at.id), "name": at.name, "prefix": at.prefix, "created_at": at.created_on.isoformat(),
-                "last_used_at": last_used.isoformat() if last_used else None}
+                "last_used_at": last_used.isoformat() if last_used else None,
+                "expires_at": getattr(at, "expires_at", None)}
 
     @staticmethod
     def _org_view(org: Organization, user_id: str | None = None) -> dict[str, Any]:

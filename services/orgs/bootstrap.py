@@ -11,15 +11,16 @@ from services.shared.eventstore import open_application
 from services.shared.mail import Mailer, make_mailer
 from services.shared.settings import Settings
 
-from .adapters import DDL, SqlTokenUsage
+from .adapters import DDL, QueuedHasher, SqlTokenUsage
 from .application import MemoryTokenUsage, OrgsApplication
 
 
 def build(settings: Settings, *, in_memory: bool = False, mailer: Mailer | None = None) -> OrgsApplication:
     app = open_application(OrgsApplication, settings, in_memory=in_memory)
     app.mailer = mailer or make_mailer(settings)
-    app.hasher = PasswordHasher(time_cost=settings.password_hash_time_cost,
-                                memory_cost=settings.password_hash_memory_kib)
+    app.hasher = QueuedHasher(PasswordHasher(time_cost=settings.password_hash_time_cost,
+                                             memory_cost=settings.password_hash_memory_kib),
+                              settings.password_hash_concurrency)
     app.public_url = settings.public_url
     app.invitation_ttl = timedelta(hours=settings.invitation_ttl_hours)
     if in_memory:

@@ -151,11 +151,13 @@ class AccessToken(Aggregate):
         return uuid.uuid5(NAMESPACE, "token:" + token_hash)
 
     @event("Issued")
-    def __init__(self, token_hash: str, user_id: str, name: str, prefix: str, meta: Meta) -> None:
+    def __init__(self, token_hash: str, user_id: str, name: str, prefix: str, meta: Meta,
+                 expires_at: str | None = None) -> None:
         self.token_hash = token_hash
         self.user_id = user_id
         self.name = name
         self.prefix = prefix
+        self.expires_at = expires_at  # ISO 8601, or None: until revoked
         self.revoked = False
 
     @event("Revoked")

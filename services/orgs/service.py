@@ -59,8 +59,9 @@ class OrgsService:
         return self.app.issue_token(email, name, ctx)
 
     @rpc(expected_exceptions=EXPECTED)
-    def create_token(self, user_id: str, name: str, ctx: Ctx = None) -> dict[str, Any]:
-        return self.app.create_token(user_id, name, ctx)
+    def create_token(self, user_id: str, name: str, ctx: Ctx = None,
+                     expires_in_days: int | None = None) -> dict[str, Any]:
+        return self.app.create_token(user_id, name, ctx, expires_in_days)
 
     @rpc(expected_exceptions=EXPECTED)
     def list_tokens(self, user_id: str) -> list[dict[str, Any]]:

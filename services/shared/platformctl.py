@@ -259,6 +259,16 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         flag = "  DEAD LETTERS" if q["dead_letters"] else ""
         print(f"  {q['name']:<{width}} {q['ready']:>7} {q['unacked']:>7} {q['consumers']:>4}{flag}")
 
+    supervisor = status.get("supervisor")
+    if supervisor is not None:
+        print(f"supervisor (platform-run pid {supervisor.get('runner_pid')}, "
+              f"{'running' if supervisor['runner_alive'] else 'NOT RUNNING'})")
+        for name, p in supervisor.get("processes", {}).items():
+            last = p.get("last_exit")
+            tail = f"  last exit {last['code']} after {last['ran_s']}s" if last else ""
+            wait = f"  restart in {p['restart_in_s']}s" if p.get("restart_in_s") is not None else ""
+            print(f"  {name:<18} {p['state']:<10} pid {p['pid']:>7}  restarts {p['restarts']}{tail}{wait}")
+
     print("relay lag (events stored but not yet published)")
     for r in status["relay"]:
         print(f"  {r['producer']:<12} position {r['position']} of {r['newest']}  lag {r['lag']}")

@@ -3,10 +3,18 @@
 `platform-run` (what `make run` calls) prepares the database, starts the processes in
 order (services first, so their queues exist before the relay publishes), prints what runs
 where, and stops everything on Ctrl-C. Tests use the same `Platform` class.
+
+Supervision: every child dies with `platform-run`, even when it is killed with SIGKILL
+(`procs.die_with_parent`, PR_SET_PDEATHSIG). A child that exits while the platform runs is
+started again after a backoff (1 s doubling to 30 s while it keeps dying young), and the
+supervisor's view (pids, restarts, last exit) is written to `<state_dir>/run/platform.json`,
+which `platformctl status` reports.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,12 +26,22 @@ from typing import IO
 
 import requests
 
+from . import procs
 from .db import bootstrap
 from .rabbitadmin import RabbitAdmin
 from .settings import SERVICES, Settings, load_settings, settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMEKO_CONFIG = ROOT / "config" / "nameko.yaml"
+
+RESTART_BACKOFF_S = 1.0  # first restart after this; doubles while a process keeps dying young
+RESTART_BACKOFF_MAX_S = 30.0
+HEALTHY_RUN_S = 30.0  # a process that ran this long before exiting starts again at the first backoff
+
+
+def state_path(settings: Settings) -> Path:
+    """Where platform-run writes its supervisor's view (read by `platformctl status`)."""
+    return ROOT / settings.state_dir / "run" / "platform.json"
 
 
 @dataclass
@@ -71,15 +89,85 @@ class Platform:
         self.specs = [p for p in process_specs(settings) if only is None or p.name in only]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
+        self._pid = procs.prepare()
+        self.stopping = False
+        # supervision: per process, when it started, restarts so far, its last exit, and
+        # (while it is down) when it starts again and the backoff that came before
+        self.started_at: dict[str, float] = {}
+        self.restarts: dict[str, int] = {}
+        self.last_exit: dict[str, dict[str, object]] = {}
+        self.next_start: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
 
     def start_process(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{spec.name}.log", "ab")
         self._logs.append(log)
         proc = subprocess.Popen(spec.argv, cwd=ROOT, env=child_env(self.settings), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=procs.preexec(self._pid))
         self.procs[spec.name] = proc
+        self.started_at[spec.name] = time.monotonic()
         return proc
+
+    # -- supervision -------------------------------------------------------------------------
+    def supervise(self, now: float | None = None) -> list[str]:
+        """One round: note processes that exited, start those whose backoff is over. Returns
+        lines to print. Call it from the thread that started the processes (see procs)."""
+        now = time.monotonic() if now is None else now
+        said: list[str] = []
+        if self.stopping:
+            return said
+        for spec in self.specs:
+            proc = self.procs.get(spec.name)
+            if proc is None:
+                continue
+            if spec.name in self.next_start:
+                if now >= self.next_start[spec.name]:
+                    del self.next_start[spec.name]
+                    self.restarts[spec.name] = self.restarts.get(spec.name, 0) + 1
+                    new = self.start_process(spec)
+                    said.append(f"{spec.name} restarted (pid {new.pid}, restart {self.restarts[spec.name]})")
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            ran = now - self.started_at.get(spec.name, now)
+            previous = self.backoff.get(spec.name, 0.0)
+            delay = RESTART_BACKOFF_S if ran >= HEALTHY_RUN_S or not previous else min(previous * 2, RESTART_BACKOFF_MAX_S)
+            self.backoff[spec.name] = delay
+            self.next_start[spec.name] = now + delay
+            self.last_exit[spec.name] = {"code": code, "at": time.time(), "ran_s": round(ran, 1)}
+            said.append(f"{spec.name} exited with {code} after {ran:.1f}s; restarting in {delay:g}s "
+                        f"(see {self.log_dir}/{spec.name}.log)")
+        if said:
+            self.write_state()
+        return said
+
+    def state(self) -> dict[str, object]:
+        now = time.monotonic()
+        processes = {}
+        for spec in self.specs:
+            proc = self.procs.get(spec.name)
+            if proc is None:
+                continue
+            waiting = spec.name in self.next_start
+            processes[spec.name] = {
+                "pid": proc.pid,
+                "state": "stopped" if self.stopping else "restarting" if waiting
+                else "running" if proc.poll() is None else "exited",
+                "restarts": self.restarts.get(spec.name, 0),
+                "last_exit": self.last_exit.get(spec.name),
+                "restart_in_s": round(max(self.next_start[spec.name] - now, 0), 1) if waiting else None,
+            }
+        return {"runner_pid": self._pid, "updated_at": time.time(), "processes": processes}
+
+    def write_state(self) -> None:
+        path = state_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state(), indent=1))
+        tmp.replace(path)
 
     def start(self, timeout: float = 60.0) -> None:
         bootstrap(self.settings)
@@ -119,6 +207,8 @@ class Platform:
         raise RuntimeError(f"{spec.name} not ready after {timeout}s; see {self.log_dir}/{spec.name}.log")
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.stopping = True
+        self.next_start.clear()
         for proc in self.procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -153,6 +243,7 @@ def main() -> None:
         raise SystemExit(f"platform-run: {exc}")
     platform = Platform(settings)
     stopping = False
+    path = state_path(settings)
 
     def on_signal(*_: object) -> None:
         nonlocal stopping
@@ -162,17 +253,18 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         platform.start()
+        platform.write_state()
         print(platform.describe(), flush=True)
         print("platform running; Ctrl-C stops it", flush=True)
         while not stopping:
-            for name, proc in platform.procs.items():
-                if proc.poll() is not None:
-                    print(f"{name} exited with {proc.returncode}; see {platform.log_dir}/{name}.log", flush=True)
-                    stopping = True
-            time.sleep(0.5)
+            for line in platform.supervise():
+                print(line, flush=True)
+            time.sleep(0.2)
     finally:
         print("stopping…", flush=True)
         platform.stop()
+        with contextlib.suppress(OSError):
+            path.unlink()
         print("stopped", flush=True)
 
 

@@ -10,6 +10,8 @@ position. Loads nameko only to ping the services.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import warnings
 from typing import Any, Iterator
 
@@ -105,6 +107,35 @@ def ping_services(settings: Settings, services: list[str]) -> dict[str, str]:
     return health
 
 
+def supervisor_status(settings: Settings) -> dict[str, Any] | None:
+    """platform-run's view of its children (`runner.state_path`), or None when no
+    platform-run wrote one on this machine (compose, another host). Each process: pid, state
+    (running, restarting, exited, stopped), restarts, last exit; and whether the runner lives."""
+    from .runner import state_path
+
+    try:
+        state = json.loads(state_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    state["runner_alive"] = _alive(int(state.get("runner_pid") or 0))
+    for p in state.get("processes", {}).values():
+        if p.get("state") == "running" and not _alive(int(p.get("pid") or 0)):
+            p["state"] = "exited"  # died since the runner last wrote; it will say so shortly
+    return state
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def platform_status(settings: Settings) -> dict[str, Any]:
     """Everything `platformctl status` shows, as data:
 
@@ -166,4 +197,18 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         down.append("postgresql")
         problems.append(db_problem)
     problems += [f"{q['dead_letters']} dead letter(s) in {q['name']}" for q in queues if q["dead_letters"]]
-    return {"processes": processes, "queues": queues, "relay": relay, "down": down, "problems": problems}
+    supervisor = supervisor_status(settings)
+    if supervisor is not None:
+        if not supervisor["runner_alive"]:
+            problems.append(f"platform-run (pid {supervisor.get('runner_pid')}) is not running")
+        for name, p in supervisor.get("processes", {}).items():
+            if p["state"] in ("restarting", "exited"):
+                problems.append(f"{name} {p['state']}" + (f" (last exit {p['last_exit']['code']})"
+                                                          if p.get("last_exit") else ""))
+                if name not in down:
+                    down.append(name)
+            elif p.get("restarts"):
+                problems.append(f"{name} restarted {p['restarts']} time(s), last exit "
+                                f"{(p.get('last_exit') or {}).get('code')}")
+    return {"processes": processes, "queues": queues, "relay": relay, "down": down, "problems": problems,
+            "supervisor": supervisor}

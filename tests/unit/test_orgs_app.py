@@ -335,3 +335,24 @@ def test_other_services_list_members_by_role(app: OrgsApplication) -> None:
     assert len(app.list_org_members(slug)) == len(app.list_members(users["owner"]["id"], slug))
     with pytest.raises(NotFound):
         app.list_org_members("no-such-org", ["owner"])
+
+
+def test_tokens_may_expire_and_say_when(app: OrgsApplication) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    u = new_user(app)
+    now = datetime.now(timezone.utc)
+    app.clock = lambda: now  # type: ignore[method-assign]
+    t = app.create_token(u["id"], "short-lived", expires_in_days=1)
+    forever = app.create_token(u["id"], "forever")
+    assert t["expires_at"] == (now + timedelta(days=1)).isoformat() and forever["expires_at"] is None
+    assert app.authenticate_token(t["token"])["id"] == u["id"]
+    listed = {x["name"]: x for x in app.list_tokens(u["id"])}
+    assert listed["short-lived"]["expires_at"] == t["expires_at"] and listed["short-lived"]["last_used_at"]
+    app.clock = lambda: now + timedelta(days=1, seconds=1)  # type: ignore[method-assign]
+    with pytest.raises(Unauthorized, match="expired"):
+        app.authenticate_token(t["token"])
+    assert app.authenticate_token(forever["token"])["id"] == u["id"]
+    for bad in (0, 3651, "7", True):
+        with pytest.raises(InvalidInput):
+            app.create_token(u["id"], "bad", expires_in_days=bad)  # type: ignore[arg-type]

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from services.shared import procs
+
 log = logging.getLogger("functions.sandbox")
 
 INSIDE = Path("/sandbox")
@@ -179,6 +181,7 @@ class Sandbox:
             os.close(args_w)
         os.set_inheritable(info_r, False)
         uid, gid = self.uid, self.gid
+        parent = procs.prepare()
 
         def preexec() -> None:  # in the child, before exec
             limits()
@@ -186,6 +189,7 @@ class Sandbox:
                 os.setgroups([])
                 os.setgid(gid if gid is not None else uid)
                 os.setuid(uid)
+            procs.die_with_parent(parent)  # after setuid, which clears it
 
         argv = [self.bwrap, "--args", str(args_r), "--info-fd", str(info_w), "--", str(DENO), *deno_args]
         return Launch(argv=argv, pass_fds=(args_r, info_w, *fds), preexec=preexec, info_fd=info_r,

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -334,6 +335,9 @@ def deny_list(settings: Settings) -> list[str]:
     return sorted(f"{h}:{p}" for h in hosts if h for p in ports)
 
 
+SHUTDOWN_BUDGET_S = 3.5  # SIGTERM to exit: every platform process ends within 5 s
+
+
 class ProjectsCredentials:
     """projects.get_tenant_credentials over RPC, from this non-nameko process: one long-lived
     standalone proxy, one call at a time."""
@@ -384,7 +388,8 @@ def main() -> None:
     settings = load_settings()
     app = build(settings)
     try:
-        runtime = Runtime(settings, app, ProjectsCredentials(settings))
+        credentials = ProjectsCredentials(settings)
+        runtime = Runtime(settings, app, credentials)
     except SandboxUnavailable as exc:
         log.error("refusing to start: %s", exc)
         app.close()
@@ -404,10 +409,26 @@ def main() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await runner.cleanup()  # stops workers, flushes records
+        try:  # stops workers, flushes records; bounded, so SIGTERM always ends the process
+            await asyncio.wait_for(runner.cleanup(), SHUTDOWN_BUDGET_S)
+        except asyncio.TimeoutError:
+            log.warning("shutdown took longer than %ss; exiting anyway", SHUTDOWN_BUDGET_S)
 
-    asyncio.run(serve())
-    app.close()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(serve())
+    finally:
+        with contextlib.suppress(Exception):
+            credentials.close_locked()
+        with contextlib.suppress(Exception):
+            app.close()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Not asyncio.run's ending: it joins the default executor's threads, and a thread
+        # left inside the RPC client (nameko's standalone proxy) never ends, so the runtime
+        # hung on SIGTERM forever. Everything worth keeping is flushed by now.
+        os._exit(0)
 
 
 if __name__ == "__main__":

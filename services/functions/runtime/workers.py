@@ -37,6 +37,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from services.shared import procs
+
 from . import sandbox as S
 from .egress import DbForwarder, EgressPolicy, EgressProxy
 
@@ -148,6 +150,7 @@ class WorkerPool:
         self._seq = 0
         self._reaper: asyncio.Task[None] | None = None
         self._warming: asyncio.Task[None] | None = None
+        self._parent_pid = procs.prepare()
         self.started = 0  # workers started since boot (the bench reports cold starts)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -290,6 +293,7 @@ class WorkerPool:
 
     def _limits(self) -> None:  # runs in the child before exec
         os.setsid()
+        procs.die_with_parent(self._parent_pid)  # Deno never outlives the runtime, even on SIGKILL
         data = (self.memory_mb * 2 + 768) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_DATA, (data, data))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
