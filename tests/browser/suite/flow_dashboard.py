@@ -173,6 +173,10 @@ def test_create_a_project_and_watch_it_come_up(owner: Person, story: dict[str, A
     expect(page.locator("#connection-string")).to_have_value(re.compile(r"^postgresql://.+:\[YOUR-PASSWORD\]@.+/"))
     # The project's URL is on the project edge, another origin than this dashboard.
     expect(page.locator("#project-url")).to_have_value(settings.project_api_url(story["ref"]))
+    # "Try it": supabase-js with this project's URL and its anon key (a JWT: three parts).
+    snippet = page.locator("#try-it-snippet")
+    expect(snippet).to_contain_text(f'createClient("{settings.project_api_url(story["ref"])}", "ey')
+    expect(snippet).not_to_contain_text("<anon key")
     expect(page.locator("#progress")).to_be_empty()
     owner.shot("08-project-overview")
     print("progress shown while coming up:", story["progress_seen"])

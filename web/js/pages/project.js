@@ -211,7 +211,7 @@ export async function overview({ params, stale }) {
       h("label", { for: id }, label),
       h("div", { class: "secret" }, h("input", { type: "text", readonly: true, id, value, class: "mono" }), copyButton(value, copyLabel)),
       help ? h("p", { class: "help" }, help) : null);
-    detailsBox.replaceChildren(
+    detailsBox.replaceChildren(...[
       ["INACTIVE", "RESTORE_FAILED"].includes(project.status)
         ? notice("The project is paused: its data is kept, but nothing answers until you restore it.", "warn") : null,
       h("section", { class: "card", "aria-labelledby": "conn-h" }, h("h2", { id: "conn-h" }, "Connect"),
@@ -229,7 +229,25 @@ export async function overview({ params, stale }) {
           h("dt", {}, "Storage bucket"), h("dd", {}, h("code", {}, c.bucket)),
           h("dt", {}, "Created"), h("dd", {}, fmtDate(project.created_at))),
         h("p", { class: "row actions-row" }, h("a", { class: "button small", href: `/project/${project.ref}/api-keys` }, "API keys"),
-          h("a", { class: "button small", href: `/project/${project.ref}/settings` }, "Settings"))));
+          h("a", { class: "button small", href: `/project/${project.ref}/settings` }, "Settings"))),
+      tryIt].filter(Boolean));
+    fillTryIt(url);
+  }
+
+  // "Try it": a supabase-js snippet with this project's URL and anon key (public by design).
+  const tryIt = h("section", { class: "card", "aria-labelledby": "try-h" }, h("h2", { id: "try-h" }, "Try it"));
+  let tryItFor = null;
+  async function fillTryIt(url) {
+    if (tryItFor === url) return;
+    tryItFor = url;
+    const keys = await get(`/v1/projects/${project.ref}/api-keys`).catch(() => []);
+    const anon = (keys.find((k) => k.name === "anon") || {}).api_key || "<anon key from API keys>";
+    const code = `import { createClient } from "@supabase/supabase-js";\n\n` +
+      `const supabase = createClient("${url}", "${anon}");\n` +
+      `const { data, error } = await supabase.from("your_table").select("*").limit(10);`;
+    tryIt.replaceChildren(h("h2", { id: "try-h" }, "Try it"),
+      h("p", { class: "help" }, "REST, Auth, Storage and edge functions all answer under the project URL."),
+      h("pre", { class: "mono snippet", id: "try-it-snippet" }, code), copyButton(code, "Copy snippet"));
   }
 
   async function drawActivity() {
