@@ -20,7 +20,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,16 +37,11 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 import aiohttp  # noqa: E402
 import requests  # noqa: E402
 
+from bench.common import free_port  # noqa: E402
 from services.shared.db import drop_database  # noqa: E402
 from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
 from services.shared.runner import Platform  # noqa: E402
 from services.shared.settings import load_settings  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(xs: list[float], p: float) -> float:

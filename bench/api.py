@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import secrets
 import shutil
 import signal
 import statistics
@@ -51,7 +50,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -63,15 +61,11 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import requests  # noqa: E402
 
+from bench.common import PASSWORD, PlatformBench, free_port, pct, sign_up, throwaway_settings  # noqa: E402
 from bench.cpu import CpuMeter  # noqa: E402
-from bench.provision import free_port, loadavg, pct, postmaster_children_cpu  # noqa: E402
-from services.shared.db import bootstrap, drop_database  # noqa: E402
-from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
-from services.shared.runner import Platform  # noqa: E402
-from services.shared.settings import load_settings  # noqa: E402
+from bench.provision import loadavg, postmaster_children_cpu  # noqa: E402
 
 PROCESSES = ["orgs", "billing", "projects", "gateway", "relay"]
-PASSWORD = "bench password 1"
 
 
 # ---- load generator ---------------------------------------------------------------------------
@@ -142,39 +136,17 @@ class Load:
 
 # ---- the platform -----------------------------------------------------------------------------
 
-class Setup:
+class Setup(PlatformBench):
+    processes = PROCESSES
+
     def __init__(self, workdir: Path, projects: int):
-        suffix = f"apibench_{os.getpid()}_{secrets.token_hex(3)}"
-        port = free_port()
-        self.s = load_settings().with_overrides(
-            db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port,
-            public_url=f"http://127.0.0.1:{port}", functions_runtime_port=free_port(), edge_port=free_port(),
-            state_dir=str(workdir / "state"), password_hash_time_cost=1, password_hash_memory_kib=8192)
-        self.base = f"http://127.0.0.1:{port}"
-        self.platform = Platform(self.s, log_dir=workdir / "logs", only=PROCESSES)
-        self.http = requests.Session()
+        super().__init__(throwaway_settings("apibench", workdir, edge_port=free_port(), password_hash_time_cost=1,
+                                            password_hash_memory_kib=8192), workdir)
         self.projects = projects
-
-    def start(self) -> None:
-        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
-        bootstrap(self.s)
-        self.platform.start()
-
-    def stop(self) -> None:
-        self.platform.stop()
-        drop_database(self.s)
-        RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
 
     def user(self, n_projects: int, plan: str) -> tuple[dict[str, str], str]:
         """A user with a token and one organization holding n_projects; (auth header, a ref)."""
-        email = f"apibench-{uuid.uuid4().hex[:8]}@example.com"
-        http = requests.Session()
-        r = http.post(self.base + "/platform/auth/signup", json={"email": email, "password": PASSWORD})
-        r.raise_for_status()
-        r = http.post(self.base + "/platform/profile/tokens", json={"name": "bench"},
-                      headers={"X-CSRF-Token": r.json()["csrf_token"]})
-        r.raise_for_status()
-        auth = {"Authorization": f"Bearer {r.json()['token']}"}
+        auth = sign_up(requests.Session(), self.base, email_prefix="apibench", display_name=None)
         r = self.http.post(self.base + "/v1/organizations", json={"name": f"Bench {n_projects}"}, headers=auth)
         r.raise_for_status()
         slug = r.json()["slug"]

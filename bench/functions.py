@@ -23,20 +23,15 @@ Last line: RESULT sandbox=... cold_start_ms_p50=... cold_start_ms_max=... warm_p
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import secrets
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -45,71 +40,19 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
 import requests  # noqa: E402
 
-from services.shared.db import bootstrap, drop_database  # noqa: E402
-from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
-from services.shared.runner import Platform  # noqa: E402
-from services.shared.settings import Settings, load_settings  # noqa: E402
+from bench.common import PlatformBench, UnixHTTP, pct, throwaway_settings  # noqa: E402
 
 PROCESSES = ["orgs", "projects", "billing", "functions", "functions-runtime", "gateway", "edge", "relay"]
 HELLO = "Deno.serve(() => new Response('Hello, world!'))"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("worker")
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
-
-
-class Bench:
-    def __init__(self, settings: Settings, workdir: Path):
-        self.s = settings
-        self.base = f"http://127.0.0.1:{settings.gateway_port}"
-        self.platform = Platform(settings, log_dir=workdir / "logs", only=PROCESSES)
-        self.http = requests.Session()
-
-    def start(self) -> None:
-        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
-        bootstrap(self.s)
-        self.platform.start()
-
-    def stop(self) -> None:
-        self.platform.stop()
-        drop_database(self.s)
-        RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+class Bench(PlatformBench):
+    processes = PROCESSES
 
     def setup_project(self) -> None:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        r = self.http.post(self.base + "/platform/auth/signup",
-                           json={"email": email, "password": "bench password 1", "display_name": "bench"})
-        r.raise_for_status()
-        csrf = r.json()["csrf_token"]
-        r = self.http.post(self.base + "/platform/profile/tokens", json={"name": "bench"}, headers={"X-CSRF-Token": csrf})
-        r.raise_for_status()
-        self.token = r.json()["token"]
-        self.auth = {"Authorization": f"Bearer {self.token}"}
-        self.http.cookies.clear()
-        org = self.http.post(self.base + "/v1/organizations", json={"name": "Bench"}, headers=self.auth).json()["slug"]
-        r = self.http.post(self.base + "/v1/projects", headers=self.auth,
-                           json={"name": "bench", "organization_slug": org, "db_pass": "bench-password-1"})
-        r.raise_for_status()
-        self.ref = r.json()["id"]
-        keys = self.http.get(f"{self.base}/v1/projects/{self.ref}/api-keys", headers=self.auth).json()
-        self.anon = next(k["api_key"] for k in keys if k["name"] == "anon")
+        self.sign_up()
+        self.ref = self.create_project()
+        self.anon = self.api_keys(self.ref)["anon"]
 
     def deploy(self, slug: str, source: str) -> None:
         files = [("metadata", (None, json.dumps({"entrypoint_path": "index.ts", "name": slug}), "application/json")),
@@ -152,7 +95,7 @@ class Bench:
         headers = {"Authorization": f"Bearer {self.anon}"}
         for _ in range(50):  # warm up the worker, the connection pools and the caches
             session.post(self.invoke_url(slug), headers=headers, timeout=30).raise_for_status()
-        direct = UnixHTTP(self.worker_socket(slug))
+        direct = UnixHTTP(self.worker_socket(slug), "worker")
         # What the runtime sends the worker, so Deno does the same work on both paths.
         direct_headers = {"Authorization": f"Bearer {self.anon}", "X-Request-Id": "bench",
                           "X-Forwarded-Host": "127.0.0.1", "X-Forwarded-Proto": "http", "Content-Length": "0"}
@@ -210,13 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-functions-"))
     os.chmod(workdir, 0o711)  # the sandboxed workers' user must traverse to its folders
-    suffix = f"fnbench_{os.getpid()}_{secrets.token_hex(3)}"
-    port = free_port()
-    settings = load_settings().with_overrides(
-        db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"),
-        edge_port=(edge := free_port()), edge_public_url=f"http://127.0.0.1:{edge}",
-        functions_insecure_no_sandbox=args.unsandboxed)
+    settings = throwaway_settings("fnbench", workdir, edge=True, functions_insecure_no_sandbox=args.unsandboxed)
     bench = Bench(settings, workdir)
     try:
         bench.start()

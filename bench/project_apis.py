@@ -25,19 +25,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import os
-import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -49,33 +44,7 @@ import requests  # noqa: E402
 
 from gateway.edge.rest import postgrest_bin, postgrest_env  # noqa: E402
 from gateway.edge.tenants import tenant_from  # noqa: E402
-from services.shared.db import bootstrap, drop_database  # noqa: E402
-from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
-from services.shared.runner import Platform  # noqa: E402
-from services.shared.settings import Settings, load_settings  # noqa: E402
-
-DB_PASS = "bench-password-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("rest")
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(self.path)
+from bench.common import DB_PASS, PlatformBench, UnixHTTP, pct, throwaway_settings  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -105,36 +74,27 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-class Bench:
-    def __init__(self, settings: Settings, workdir: Path):
-        self.s = settings
-        self.base = f"http://127.0.0.1:{settings.gateway_port}"
-        self.platform = Platform(settings, log_dir=workdir / "logs")
-        self.http = requests.Session()
-
+class Bench(PlatformBench):
     def start(self) -> None:
-        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
-        bootstrap(self.s)
-        self.platform.start()
+        super().start()
         from nameko.standalone.rpc import ClusterRpcProxy
 
         self._rpc_cm = ClusterRpcProxy({"AMQP_URI": self.s.amqp_uri}, timeout=20)
         self.rpc = self._rpc_cm.__enter__()
 
     def stop(self) -> None:
-        refs = getattr(self, "refs", [])
         try:
             self._rpc_cm.__exit__(None, None, None)
         except Exception:  # noqa: BLE001
             pass
-        self.platform.stop()
+        super().stop()
+
+    def cleanup(self) -> None:
         with psycopg.connect(self.s.conninfo_for("postgres"), autocommit=True) as conn:
-            for ref in refs:
+            for ref in getattr(self, "refs", []):
                 conn.execute(f'DROP DATABASE IF EXISTS "{ref}" WITH (FORCE)')
                 for role in (f"postgres.{ref}", f"authenticator.{ref}", ref):
                     conn.execute(f'DROP ROLE IF EXISTS "{role}"')
-        drop_database(self.s)
-        RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
 
     def platform_rss_mb(self) -> float:
         pids = {d for p in self.platform.procs.values() for d in descendants(p.pid)}
@@ -151,17 +111,6 @@ class Bench:
             last = now
             time.sleep(0.3)
         return last
-
-    def sign_up(self) -> None:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        r = self.http.post(self.base + "/platform/auth/signup",
-                           json={"email": email, "password": "bench password 1", "display_name": "bench"})
-        r.raise_for_status()
-        csrf = r.json()["csrf_token"]
-        r = self.http.post(self.base + "/platform/profile/tokens", json={"name": "bench"}, headers={"X-CSRF-Token": csrf})
-        r.raise_for_status()
-        self.auth = {"Authorization": f"Bearer {r.json()['token']}"}
-        self.http.cookies.clear()
 
     def create_projects(self, n: int) -> list[str]:
         # The free plan allows 2 active projects per organization: one organization per pair.
@@ -190,8 +139,7 @@ class Bench:
         return refs
 
     def anon(self, ref: str) -> str:
-        keys = self.http.get(f"{self.base}/v1/projects/{ref}/api-keys", headers=self.auth).json()
-        return next(k["api_key"] for k in keys if k["name"] == "anon")
+        return self.api_keys(ref)["anon"]
 
     def make_table(self, ref: str) -> None:
         with psycopg.connect(host=self.s.tenant_db_host, port=self.s.tenant_db_port, dbname=ref,
@@ -222,7 +170,7 @@ class Bench:
             while True:
                 if sock.exists():
                     try:
-                        c = UnixHTTP(str(sock))
+                        c = UnixHTTP(str(sock), "rest")
                         c.request("HEAD", "/")
                         if c.getresponse().status < 500:
                             return (time.perf_counter() - t0) * 1000
@@ -241,7 +189,7 @@ class Bench:
         for _ in range(50):
             session.get(url, headers={"apikey": key}, timeout=30).raise_for_status()
         sock = Path(tempfile.gettempdir()) / f"supaplatform-rest-{os.getuid()}-{self.s.edge_port}" / f"{ref}.sock"
-        direct = UnixHTTP(str(sock))
+        direct = UnixHTTP(str(sock), "rest")
         path = "/items?select=id,name&order=id"
         via, raw = [], []
         for _ in range(n):
@@ -267,12 +215,7 @@ def main() -> None:
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-apis-"))
     os.chmod(workdir, 0o711)
-    suffix = f"apibench_{os.getpid()}_{secrets.token_hex(3)}"
-    port = free_port()
-    settings = load_settings().with_overrides(
-        db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"),
-        edge_port=(edge := free_port()), edge_public_url=f"http://127.0.0.1:{edge}", rest_idle_s=3600.0)
+    settings = throwaway_settings("apibench", workdir, edge=True, rest_idle_s=3600.0)
     bench = Bench(settings, workdir)
     try:
         bench.start()

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,70 +37,28 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 import bcrypt  # noqa: E402
 import requests  # noqa: E402
 
-from services.shared.db import bootstrap, drop_database  # noqa: E402
-from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
-from services.shared.runner import Platform  # noqa: E402
-from services.shared.settings import Settings, load_settings  # noqa: E402
+from bench.common import PASSWORD, PlatformBench, pct, throwaway_settings  # noqa: E402
 
 PROCESSES = ["orgs", "projects", "provisioner", "billing", "gateway", "edge", "relay"]
-PASSWORD = "bench password 1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Bench(PlatformBench):
+    processes = PROCESSES
 
+    def cleanup(self) -> None:
+        from tests.conftest import drop_tenants
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-class Bench:
-    def __init__(self, settings: Settings, workdir: Path):
-        self.s = settings
-        self.base = f"http://127.0.0.1:{settings.gateway_port}"
-        self.platform = Platform(settings, log_dir=workdir / "logs", only=PROCESSES)
-        self.http = requests.Session()
-
-    def start(self) -> None:
-        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
-        bootstrap(self.s)
-        self.platform.start()
-
-    def stop(self) -> None:
-        self.platform.stop()
-        try:
-            from tests.conftest import drop_tenants
-
-            drop_tenants(self.s)
-        finally:
-            drop_database(self.s)
-            RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+        drop_tenants(self.s)
 
     def setup_project(self) -> None:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        r = self.http.post(self.base + "/platform/auth/signup",
-                           json={"email": email, "password": "bench password 1", "display_name": "bench"})
-        r.raise_for_status()
-        csrf = r.json()["csrf_token"]
-        r = self.http.post(self.base + "/platform/profile/tokens", json={"name": "bench"}, headers={"X-CSRF-Token": csrf})
-        r.raise_for_status()
-        auth = {"Authorization": f"Bearer {r.json()['token']}"}
-        self.http.cookies.clear()
-        org = self.http.post(self.base + "/v1/organizations", json={"name": "Bench"}, headers=auth).json()["slug"]
-        r = self.http.post(self.base + "/v1/projects", headers=auth,
-                           json={"name": "bench", "organization_slug": org, "db_pass": "bench-password-1"})
-        r.raise_for_status()
-        self.ref = r.json()["id"]
+        auth = self.sign_up()
+        self.ref = self.create_project()
         deadline = time.monotonic() + 60
         while self.http.get(f"{self.base}/v1/projects/{self.ref}", headers=auth).json()["status"] != "ACTIVE_HEALTHY":
             if time.monotonic() > deadline:
                 raise RuntimeError("the project never came up")
             time.sleep(0.2)
-        keys = {k["name"]: k["api_key"] for k in
-                self.http.get(f"{self.base}/v1/projects/{self.ref}/api-keys", headers=auth).json()}
+        keys = self.api_keys(self.ref)
         self.anon, self.service = keys["anon"], keys["service_role"]
         r = self.http.patch(f"{self.base}/v1/projects/{self.ref}/config/auth", headers=auth,
                             json={"mailer_autoconfirm": True})
@@ -154,12 +109,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-auth-"))
-    suffix = f"authbench_{os.getpid()}_{secrets.token_hex(3)}"
-    port = free_port()
-    settings = load_settings().with_overrides(
-        db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"),
-        edge_port=(edge := free_port()), edge_public_url=f"http://127.0.0.1:{edge}")
+    settings = throwaway_settings("authbench", workdir, edge=True)
     bench = Bench(settings, workdir)
     try:
         bench.start()

@@ -39,17 +39,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -64,27 +61,13 @@ import psycopg  # noqa: E402
 import requests  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from bench.common import PASSWORD, PlatformBench, pct, throwaway_settings  # noqa: E402
 from bench.cpu import CLK_TCK, CpuMeter, pids_named  # noqa: E402
-from bench.driver import fill  # noqa: E402
-from services.shared.db import bootstrap, drop_database  # noqa: E402
-from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
-from services.shared.runner import Platform  # noqa: E402
-from services.shared.settings import Settings, load_settings  # noqa: E402
+from bench.driver import fill  # noqa: E402  (logs in with PASSWORD, the same as bench.driver's)
+from services.shared.settings import Settings  # noqa: E402
 
 PROCESSES = ["orgs", "billing", "projects", "provisioner", "gateway", "relay"]
-PASSWORD = "bench password 1"  # bench.driver.fill logs in with this one
 TARGETS = {"create_p50_ms": 1000, "create_p95_ms": 2000, "restore_ms": 5000}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def ts(dt: datetime) -> float:
@@ -110,23 +93,18 @@ def loadavg() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-class Bench:
+class Bench(PlatformBench):
+    processes = PROCESSES
+
     def __init__(self, settings: Settings, workdir: Path, spares: int):
-        self.s = settings
+        super().__init__(settings, workdir)
         self.spares = spares
-        self.base = f"http://127.0.0.1:{settings.gateway_port}"
-        self.platform = Platform(settings, log_dir=workdir / "logs", only=PROCESSES)
-        self.http = requests.Session()
         self.refs: dict[str, dict[str, str]] = {}  # every project created -> its owner's auth header
-        self.auth: dict[str, str] = {}
         self.spares_before: set[str] = set()
 
     # -- platform ------------------------------------------------------------------------------
-    def start(self) -> None:
-        RabbitAdmin(self.s).create_vhost(self.s.amqp_vhost)
-        bootstrap(self.s)
+    def before_processes(self) -> None:
         self.spares_before = set(self.spare_names())
-        self.platform.start()
 
     def spare_names(self, ready_only: bool = False) -> list[str]:
         from services.provisioner.drivers.local import SPARE_PREFIX
@@ -143,15 +121,7 @@ class Bench:
         return time.monotonic() - t0
 
     def setup_user(self, orgs: int) -> list[str]:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        r = self.http.post(self.base + "/platform/auth/signup",
-                           json={"email": email, "password": PASSWORD, "display_name": "bench"})
-        r.raise_for_status()
-        r = self.http.post(self.base + "/platform/profile/tokens", json={"name": "bench"},
-                           headers={"X-CSRF-Token": r.json()["csrf_token"]})
-        r.raise_for_status()
-        self.auth = {"Authorization": f"Bearer {r.json()['token']}"}
-        self.http.cookies.clear()
+        self.sign_up()
         slugs = []
         for i in range(orgs):
             r = self.http.post(self.base + "/v1/organizations", json={"name": f"Bench {i}"}, headers=self.auth)
@@ -369,13 +339,8 @@ class Bench:
                 finally:
                     conn.execute("SELECT pg_advisory_unlock(hashtext('supaplatform:spares'))")
 
-    def stop(self) -> None:
-        self.platform.stop()
-        try:
-            self.drop_leftovers()
-        finally:
-            drop_database(self.s)
-            RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+    def cleanup(self) -> None:
+        self.drop_leftovers()
 
 
 def print_timelines(lines: dict[str, dict[str, Any]]) -> None:
@@ -440,12 +405,8 @@ def main() -> None:
     ap.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (path printed)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-provision-"))
-    suffix = f"provbench_{os.getpid()}_{secrets.token_hex(3)}"
-    port = free_port()
-    base = load_settings()
-    settings = base.with_overrides(
-        db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"),
+    settings = throwaway_settings(
+        "provbench", workdir,
         provisioner_spare_databases=args.projects if args.spares is None else args.spares,
         # One bench user: real argon2id with cheaper parameters, as the tests use.
         password_hash_time_cost=1, password_hash_memory_kib=8192)
