@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -24,6 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.shared.settings import Settings
 
+from .tenants import StandaloneRpc
+
 log = logging.getLogger("gateway.edge.apis")
 
 API_ROLES = ("anon", "authenticated", "service_role")
@@ -33,46 +34,22 @@ class Gone(Exception):
     """The project does not exist (any more)."""
 
 
-class RpcThread:
-    """Calls to the platform's services from this asyncio process: one long-lived standalone
-    proxy in a worker thread, one call at a time; a broken connection is reopened once."""
+class RpcThread(StandaloneRpc):
+    """Calls to the platform's services (see StandaloneRpc); NotFound and Gone come out as Gone."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._cm: Any = None
-        self._proxy: Any = None
+    def final(self, exc: BaseException) -> bool:
+        return type(exc).__name__ in ("NotFound", "Gone")
 
     def call_sync(self, service: str, method: str, *args: Any) -> Any:
-        from services.shared.nameko_ext import RemotePort, cluster_rpc
-
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._proxy is None:
-                        self._cm = cluster_rpc(self.settings, timeout=10)
-                        self._proxy = self._cm.__enter__()
-                    return getattr(RemotePort(getattr(self._proxy, service)), method)(*args)
-                except Exception as exc:  # noqa: BLE001
-                    if type(exc).__name__ in ("NotFound", "Gone"):
-                        raise Gone(str(exc)) from None
-                    if attempt == 2:
-                        raise
-                    self._reset()
-            raise AssertionError("unreachable")
+        try:
+            return self.call_service(service, method, *args)
+        except Exception as exc:  # noqa: BLE001
+            if self.final(exc):
+                raise Gone(str(exc)) from None
+            raise
 
     async def call(self, service: str, method: str, *args: Any) -> Any:
         return await asyncio.to_thread(self.call_sync, service, method, *args)
-
-    def _reset(self) -> None:
-        if self._cm is not None:
-            with contextlib.suppress(Exception):
-                self._cm.__exit__(None, None, None)
-        self._cm = self._proxy = None
-
-    def close(self) -> None:
-        with self._lock:
-            self._reset()
 
 
 Fetch = Callable[[str, str, tuple[Any, ...]], Any]

@@ -33,7 +33,6 @@ import json
 import logging
 import re
 import signal
-import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Protocol
@@ -46,7 +45,7 @@ from services.shared.settings import Settings, load_settings
 
 from ..paths import unsafe_path
 from ..usage import UsageMeter
-from .tenants import Tenant, Tenants, verify_jwt
+from .tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
 
 log = logging.getLogger("gateway.edge")
 
@@ -359,37 +358,11 @@ class Edge:
         return wa
 
 
-class ProjectOrgs:
-    """projects.project_org over RPC from this asyncio process: one long-lived standalone
-    proxy in a worker thread, one call at a time (the meter caches the answer per project)."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._cm: Any = None
-        self._proxy: Any = None
+class ProjectOrgs(StandaloneRpc):
+    """projects.project_org over RPC (see StandaloneRpc; the meter caches the answer per project)."""
 
     def __call__(self, ref: str) -> str:
-        from services.shared.nameko_ext import RemotePort, cluster_rpc
-
-        with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._proxy is None:
-                        self._cm = cluster_rpc(self.settings, timeout=10)
-                        self._proxy = self._cm.__enter__()
-                    return str(RemotePort(self._proxy.projects).project_org(ref))
-                except Exception as exc:  # noqa: BLE001
-                    if type(exc).__name__ == "NotFound" or getattr(exc, "exc_type", None) == "NotFound" or attempt == 2:
-                        raise
-                    self._reset()
-            raise AssertionError("unreachable")
-
-    def _reset(self) -> None:
-        if self._cm is not None:
-            with contextlib.suppress(Exception):
-                self._cm.__exit__(None, None, None)
-        self._cm = self._proxy = None
+        return str(self.call_service("projects", "project_org", ref))
 
 
 def build_edge(settings: Settings) -> Edge:

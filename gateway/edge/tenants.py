@@ -92,9 +92,10 @@ def verify_jwt(token: str, tenant: Tenant) -> tuple[dict[str, Any] | None, str |
     return dict(claims), None
 
 
-class ProjectsRpc:
-    """Calls to the projects service from this asyncio process: one long-lived standalone
-    proxy in a worker thread, one call at a time."""
+class StandaloneRpc:
+    """Calls to the platform's services from this asyncio process: one long-lived standalone
+    proxy in a worker thread, one call at a time; a broken connection is reopened and the call
+    tried once more, unless `final(exc)` says the error is the answer (NotFound)."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -102,7 +103,10 @@ class ProjectsRpc:
         self._cm: Any = None
         self._proxy: Any = None
 
-    def call(self, method: str, *args: Any) -> Any:
+    def final(self, exc: BaseException) -> bool:
+        return is_not_found(exc)
+
+    def call_service(self, service: str, method: str, *args: Any) -> Any:
         from services.shared.nameko_ext import RemotePort, cluster_rpc
 
         with self._lock:
@@ -111,9 +115,9 @@ class ProjectsRpc:
                     if self._proxy is None:
                         self._cm = cluster_rpc(self.settings, timeout=10)
                         self._proxy = self._cm.__enter__()
-                    return getattr(RemotePort(self._proxy.projects), method)(*args)
+                    return getattr(RemotePort(getattr(self._proxy, service)), method)(*args)
                 except Exception as exc:  # noqa: BLE001
-                    if is_not_found(exc) or attempt == 2:
+                    if self.final(exc) or attempt == 2:
                         raise
                     self._reset()
             raise AssertionError("unreachable")
@@ -127,6 +131,13 @@ class ProjectsRpc:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+class ProjectsRpc(StandaloneRpc):
+    """Calls to the projects service."""
+
+    def call(self, method: str, *args: Any) -> Any:
+        return self.call_service("projects", method, *args)
 
 
 def is_not_found(exc: BaseException) -> bool:
