@@ -5,14 +5,14 @@ project's own database login."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 from werkzeug.wrappers import Request, Response
 
 from .app import json_response
 from .errors import HttpError
+from .limits import json_body, load_object
 from .routing import route
 
 Ctx = dict[str, Any]
@@ -133,18 +133,7 @@ class LegacyApiKeysResponse(Schema):
 # ---- helpers -------------------------------------------------------------------------------------
 
 def _body(request: Request, schema: Schema) -> dict[str, Any]:
-    if request.content_length and request.content_length > MAX_SQL * 2:
-        raise HttpError(413, "request body too large")
-    try:
-        data = json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as e:
-        raise HttpError(400, f"malformed JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise HttpError(400, "request body must be a JSON object")
-    try:
-        return dict(schema.load(data))
-    except ValidationError as e:
-        raise HttpError.invalid(e.messages) from None
+    return load_object(schema, json_body(request, MAX_SQL * 2))
 
 
 # ---- v1: SQL and migrations ----------------------------------------------------------------------

@@ -18,6 +18,8 @@ from werkzeug.wrappers import Request, Response
 
 from .app import json_response
 from .errors import HttpError
+from .limits import json_body
+from .limits import load_object as _load
 from .routing import route
 
 Ctx = dict[str, Any]
@@ -129,22 +131,7 @@ class FunctionLog(Schema):
 # ---- helpers -------------------------------------------------------------------------------------
 
 def _json_body(request: Request) -> Any:
-    if request.content_length and request.content_length > MAX_JSON * 2:
-        raise HttpError(413, "request body too large")
-    raw = request.get_data(cache=False)
-    try:
-        return json.loads(raw or b"null")
-    except ValueError as e:
-        raise HttpError(400, f"malformed JSON: {e}") from None
-
-
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise HttpError(400, "request body must be a JSON object")
-    try:
-        return dict(schema.load(data))
-    except ValidationError as e:
-        raise HttpError.invalid(e.messages) from None
+    return json_body(request, MAX_JSON * 2)
 
 
 def _bool_arg(request: Request, name: str) -> bool | None:

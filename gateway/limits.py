@@ -92,3 +92,27 @@ def parse_json_object(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HttpError(400, "request body must be a JSON object")
     return data
+
+
+def json_body(request: Request, limit: int) -> Any:
+    """The request's JSON body as the route handlers read it (null when empty): 413 when its
+    Content-Length is over `limit`, 400 when it is not JSON. Unlike parse_json_object, no
+    Content-Type or depth check and any JSON value (the caller's schema decides)."""
+    if request.content_length and request.content_length > limit:
+        raise HttpError(413, "request body too large")
+    try:
+        return json.loads(request.get_data(cache=False) or b"null")
+    except ValueError as e:
+        raise HttpError(400, f"malformed JSON: {e}") from None
+
+
+def load_object(schema: Any, data: Any) -> dict[str, Any]:
+    """`data` (a JSON object) loaded by the marshmallow `schema`; 400 with the field messages otherwise."""
+    from marshmallow import ValidationError
+
+    if not isinstance(data, dict):
+        raise HttpError(400, "request body must be a JSON object")
+    try:
+        return dict(schema.load(data))
+    except ValidationError as e:
+        raise HttpError.invalid(e.messages) from None

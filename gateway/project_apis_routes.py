@@ -20,6 +20,8 @@ from werkzeug.wrappers import Request, Response
 
 from .app import json_response
 from .errors import HttpError
+from .limits import json_body
+from .limits import load_object as _load
 from .routing import route
 
 Ctx = dict[str, Any]
@@ -87,23 +89,7 @@ def _relay(r: requests.Response) -> Response:
 
 
 def _json(request: Request) -> Any:
-    if request.content_length and request.content_length > MAX_JSON:
-        raise HttpError(413, "request body too large")
-    try:
-        return json.loads(request.get_data(cache=False) or b"null")
-    except ValueError as e:
-        raise HttpError(400, f"malformed JSON: {e}") from None
-
-
-def _load(schema: Schema, data: Any) -> dict[str, Any]:
-    from marshmallow import ValidationError
-
-    if not isinstance(data, dict):
-        raise HttpError(400, "request body must be a JSON object")
-    try:
-        return dict(schema.load(data))
-    except ValidationError as e:
-        raise HttpError.invalid(e.messages) from None
+    return json_body(request, MAX_JSON)
 
 
 # ---- Auth: the project's users -------------------------------------------------------------------
