@@ -26,6 +26,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def chart_parser(description: str) -> argparse.ArgumentParser:
+    """`parser` plus what every chart script takes: values files (-f) and the release name."""
+    p = parser(description)
+    p.add_argument("-f", "--values", type=Path, action="append", default=[])
+    p.add_argument("--release", default="supaplatform")
+    return p
+
+
 class Runner:
     def __init__(self, dry_run: bool):
         self.dry_run = dry_run
@@ -103,3 +111,11 @@ def write_output(out: Path | None, texts: dict[str, str]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     print(f"rendered manifests written to {out}")
+
+
+def render_for(args: argparse.Namespace) -> tuple[Runner, dict[str, str]]:
+    """A Runner for `args` (helm required) and the chart rendered offline with args' values,
+    release and namespace."""
+    r = Runner(args.dry_run)
+    r.require("helm")
+    return r, render_chart(load_values(args.values), args.release, args.namespace)

@@ -7,19 +7,12 @@ consumer).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from _common import Runner, load_values, parser, render_chart, validate_documents, write_output
+from _common import chart_parser, render_for, validate_documents, write_output
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("-f", "--values", type=Path, action="append", default=[])
-    p.add_argument("--release", default="supaplatform")
-    args = p.parse_args(argv)
-    r = Runner(args.dry_run)
-    r.require("helm")
-    rendered = render_chart(load_values(args.values), args.release, args.namespace)
+    args = chart_parser(__doc__.splitlines()[0]).parse_args(argv)
+    r, rendered = render_for(args)
     tests = {k: v for k, v in rendered.items() if "/templates/tests/" in k}
     pods = validate_documents(tests)
     if not pods or any(o["metadata"].get("annotations", {}).get("helm.sh/hook") != "test" for o in pods):

@@ -7,19 +7,12 @@ runs helm upgrade --install. --dry-run stops after the offline part and prints t
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from _common import CHART, Runner, load_values, parser, render_chart, validate_documents, write_output
+from _common import CHART, chart_parser, render_for, validate_documents, write_output
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("-f", "--values", type=Path, action="append", default=[])
-    p.add_argument("--release", default="supaplatform")
-    args = p.parse_args(argv)
-    r = Runner(args.dry_run)
-    r.require("helm")
-    rendered = render_chart(load_values(args.values), args.release, args.namespace)
+    args = chart_parser(__doc__.splitlines()[0]).parse_args(argv)
+    r, rendered = render_for(args)
     objects = validate_documents(rendered)
     kinds: dict[str, int] = {}
     for o in objects:
