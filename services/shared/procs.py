@@ -49,3 +49,16 @@ def preexec(parent_pid: int | None = None, sig: int = signal.SIGKILL):  # type: 
         die_with_parent(parent, sig)
 
     return run
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's counts); no pid (<= 0): False."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

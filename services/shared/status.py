@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import warnings
 from typing import Any, Iterator
 
@@ -19,7 +18,7 @@ import amqp
 import psycopg
 import requests
 
-from . import broker
+from . import broker, procs
 from .db import connect as db_connect
 from .outbox import RelaySpec
 from .rabbitadmin import RabbitAdmin
@@ -117,23 +116,11 @@ def supervisor_status(settings: Settings) -> dict[str, Any] | None:
         state = json.loads(state_path(settings).read_text())
     except (OSError, ValueError):
         return None
-    state["runner_alive"] = _alive(int(state.get("runner_pid") or 0))
+    state["runner_alive"] = procs.alive(int(state.get("runner_pid") or 0))
     for p in state.get("processes", {}).values():
-        if p.get("state") == "running" and not _alive(int(p.get("pid") or 0)):
+        if p.get("state") == "running" and not procs.alive(int(p.get("pid") or 0)):
             p["state"] = "exited"  # died since the runner last wrote; it will say so shortly
     return state
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def platform_status(settings: Settings) -> dict[str, Any]:

@@ -163,7 +163,7 @@ class WorkerPool:
         # Folders and sockets of workers of a runtime that is gone (named <its pid>-<n>).
         for stale in self.socket_dir.iterdir():
             pid = stale.name.split("-", 1)[0]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _running(int(pid))):
+            if pid.isdigit() and (int(pid) == os.getpid() or not procs.alive(int(pid))):
                 shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         self._reaper = asyncio.create_task(self._reap_forever())
         self._warming = asyncio.create_task(self._warm_cache())
@@ -532,16 +532,6 @@ class WorkerPool:
                     await self.kill(w, "CPU_LIMIT")
                 elif rss_bytes(w.pid or w.proc.pid) > rss_limit:
                     await self.kill(w, "WORKER_LIMIT")
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def rss_bytes(pid: int) -> int:
