@@ -492,6 +492,7 @@ def test_keyboard_only_sign_in(browser: Any, base_url: str, story: dict[str, Any
     try:
         page = context.new_page()
         page.goto(base_url + "/sign-in")
+        expect(page.locator("input[name=email]")).to_be_visible()  # rendered: keys now reach this page
         page.keyboard.press("Tab")
         expect(page.locator("a.skip-link")).to_be_focused()
         for _ in range(3):
