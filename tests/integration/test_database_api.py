@@ -93,10 +93,10 @@ def test_sql_migrations_types_advisors(http: Any, project: dict[str, Any]) -> No
     assert ("rls_disabled_in_public", "todos") in flagged and ("rls_disabled_in_public", "notes") in flagged
     perf = http.get(f"/v1/projects/{ref}/advisors/performance", token=tok).json()["lints"]
     assert any(x["name"] == "unindexed_foreign_keys" and x["metadata"]["name"] == "notes" for x in perf)
-    # Enable RLS with an unwrapped auth.uid()-style call: the RLS lint goes, the initplan lint comes.
-    r = sql(http, p, "create schema if not exists auth; create or replace function auth.uid() returns uuid "
-                     "language sql stable as $$ select null::uuid $$; alter table public.todos enable row level "
-                     "security; create policy own on public.todos using (owner = auth.uid());")
+    # Enable RLS with an unwrapped auth.uid() call (the tenant database has Supabase's auth.uid()):
+    # the RLS lint goes, the initplan lint comes.
+    r = sql(http, p, "alter table public.todos enable row level security; "
+                     "create policy own on public.todos using (owner = auth.uid());")
     assert r.status_code == 201, r.text
     flagged = {(x["name"], x["metadata"]["name"])
                for x in http.get(f"/v1/projects/{ref}/advisors/security", token=tok).json()["lints"]}
@@ -104,7 +104,7 @@ def test_sql_migrations_types_advisors(http: Any, project: dict[str, Any]) -> No
     perf = http.get(f"/v1/projects/{ref}/advisors/performance", token=tok).json()["lints"]
     assert any(x["name"] == "auth_rls_initplan" and x["metadata"]["name"] == "todos" for x in perf)
 
-    # Storage: no storage schema tables yet, so no buckets; settings with defaults, then changed.
+    # Storage: the project's storage.buckets is empty, so no buckets; settings with defaults, then changed.
     assert http.get(f"/v1/projects/{ref}/storage/buckets", token=tok).json() == []
     cfg = http.get(f"/v1/projects/{ref}/config/storage", token=tok).json()
     assert cfg["fileSizeLimit"] == 52428800
@@ -114,10 +114,8 @@ def test_sql_migrations_types_advisors(http: Any, project: dict[str, Any]) -> No
     r = http.request("PATCH", f"/v1/projects/{ref}/config/storage", token=tok,
                      json={"features": {"s3Protocol": {"enabled": True}}})
     assert r.status_code == 400 and "not available" in r.json()["message"]
-    # With a storage.buckets table (as the Storage API creates it), its buckets are listed.
-    r = sql(http, p, "create table storage.buckets (id text primary key, name text not null, owner uuid, "
-                     "created_at timestamptz default now(), updated_at timestamptz default now(), "
-                     "public boolean default false); insert into storage.buckets (id, name) values ('avatars', 'avatars')")
+    # A bucket in the project's storage.buckets (the table its Storage API serves) is listed.
+    r = sql(http, p, "insert into storage.buckets (id, name) values ('avatars', 'avatars')")
     assert r.status_code == 201, r.text
     buckets = http.get(f"/v1/projects/{ref}/storage/buckets", token=tok).json()
     assert [b["name"] for b in buckets] == ["avatars"] and buckets[0]["public"] is False

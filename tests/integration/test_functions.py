@@ -65,6 +65,16 @@ def invoke(edge_url: str, ref: str, slug: str, key: str | None = None, **kw: Any
     return requests.request(method, f"{edge_url}/{ref}/functions/v1/{slug}", headers=headers, **kw)
 
 
+def invoke_after_change(edge_url: str, ref: str, slug: str, key: str | None, done: Any, **kw: Any) -> requests.Response:
+    """Invoke until `done(response)`: the runtime drops a cached function, secret or setting
+    when the store's notification reaches its listener, i.e. just after the change commits
+    (docs/functions.md: freshness), so the first call after a change may still see the old one.
+    Bounded: a change that never takes effect fails here."""
+    # (A list: a 4xx Response is falsy.)
+    return wait_for(f"{slug} to reflect the change", lambda: (lambda r: [r] if done(r) else None)(
+        invoke(edge_url, ref, slug, key, **kw)), timeout=10.0, interval=0.05)[0]
+
+
 def bound_queue(settings: Settings, producer: str, event: str) -> Iterator[Any]:
     """A queue bound to <producer>.events/<event>: what metering receives."""
     conn = broker.connect(settings)
@@ -132,7 +142,7 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, pr
     assert [s["name"] for s in listed] == ["GREETING"]
     assert listed[0]["value"] == hashlib.sha256(b"bonjour").hexdigest()
     assert "bonjour" not in json.dumps(listed)
-    r = invoke(edge_url, ref, "hello", a["anon"], json={"name": "Ada"})
+    r = invoke_after_change(edge_url, ref, "hello", a["anon"], lambda r: "bonjour" in r.text, json={"name": "Ada"})
     assert r.json()["message"] == "bonjour Ada"
     bad = http.post(f"/v1/projects/{ref}/secrets", token=tok, json=[{"name": "SUPABASE_URL", "value": "x"}])
     assert bad.status_code == 400 and "reserved" in bad.json()["message"]
@@ -140,13 +150,14 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, pr
     # Redeploy: the version goes up and the new code answers.
     r = deploy(http, tok, ref, "hello", "Deno.serve(() => new Response('v2 here'))")
     assert r.status_code == 201 and r.json()["version"] == 2
-    assert invoke(edge_url, ref, "hello", a["anon"]).text == "v2 here"
+    assert invoke_after_change(edge_url, ref, "hello", a["anon"], lambda r: r.text == "v2 here").text == "v2 here"
     assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).json()["version"] == 2
 
     # Roll back (platform route): version 1's code answers again.
     r = http.post(f"/platform/projects/{ref}/functions/hello/rollback", token=tok, json={})
     assert r.status_code == 200 and r.json()["version"] == 1, r.text
-    assert invoke(edge_url, ref, "hello", a["anon"], json={"name": "Bo"}).json()["message"] == "bonjour Bo"
+    assert invoke_after_change(edge_url, ref, "hello", a["anon"], lambda r: "Bo" in r.text,
+                               json={"name": "Bo"}).json()["message"] == "bonjour Bo"
     versions = http.get(f"/platform/projects/{ref}/functions/hello/versions", token=tok).json()
     assert [(v["version"], v["active"]) for v in versions] == [(2, False), (1, True)]
 
@@ -190,7 +201,7 @@ def test_deploy_invoke_secrets_redeploy_logs_delete(http: Any, edge_url: str, pr
     # Delete: 404 after, through the API and through the API URL.
     assert http.request("DELETE", f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 200
     assert http.get(f"/v1/projects/{ref}/functions/hello", token=tok).status_code == 404
-    assert invoke(edge_url, ref, "hello", a["anon"]).status_code == 404
+    assert invoke_after_change(edge_url, ref, "hello", a["anon"], lambda r: r.status_code == 404).status_code == 404
     assert http.get(f"/v1/projects/{ref}/functions", token=tok).json() == []
 
 
@@ -204,7 +215,7 @@ def test_verify_jwt_off_and_json_create(http: Any, edge_url: str, projects: dict
     # PATCH turns verification on: now a key is needed.
     r = http.request("PATCH", f"/v1/projects/{ref}/functions/open", token=tok, json={"verify_jwt": True})
     assert r.status_code == 200 and r.json()["verify_jwt"] is True
-    assert invoke(edge_url, ref, "open").status_code == 401
+    assert invoke_after_change(edge_url, ref, "open", None, lambda r: r.status_code == 401).status_code == 401
     assert invoke(edge_url, ref, "open", projects["a"]["anon"]).text == "open"
     # A JSON create of an existing slug is refused.
     assert http.post(f"/v1/projects/{ref}/functions", token=tok, json={"slug": "open", "name": "x",

@@ -492,6 +492,7 @@ def test_keyboard_only_sign_in(browser: Any, base_url: str, story: dict[str, Any
     try:
         page = context.new_page()
         page.goto(base_url + "/sign-in")
+        expect(page.locator("input[name=email]")).to_be_visible()  # rendered: keys now reach this page
         page.keyboard.press("Tab")
         expect(page.locator("a.skip-link")).to_be_focused()
         for _ in range(3):
@@ -504,10 +505,16 @@ def test_keyboard_only_sign_in(browser: Any, base_url: str, story: dict[str, Any
         page.keyboard.type(PASSWORD)
         page.keyboard.press("Enter")
         page.wait_for_url(re.compile(r".*/org/[\w-]+$"))
-        # Focus is visible: the focused element gets an outline.
+        # The page renders after the URL changes: Tab only once its heading is there, or the
+        # key lands on a page that is being replaced and focus stays on <body>.
+        # After a navigation the page moves focus to its heading (layout.js); Tab from there.
+        expect(page.locator("main h1")).to_be_focused()
         page.keyboard.press("Tab")
+        page.wait_for_function("document.activeElement && document.activeElement !== document.body "
+                               "&& document.activeElement !== document.querySelector('main h1')")
+        # Focus is visible: the focused element gets an outline.
         outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
-        assert outline != "none"
+        assert outline != "none", page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
     finally:
         context.close()
 
