@@ -270,13 +270,21 @@ def _resolve(kind: Kind, key: str) -> uuid.UUID:
         return kind.to_id(key)
 
 
-def state_at(settings: Settings, kind_name: str, key: str, at: str | None) -> dict[str, Any]:
+@contextlib.contextmanager
+def _recorded(settings: Settings, kind_name: str, key: str) -> Iterator[tuple[Kind, uuid.UUID, History, int]]:
+    """(kind, originator id, its store's history, head version) of an aggregate that has
+    events; NotFound otherwise."""
     kind = kind_of(kind_name)
     originator = _resolve(kind, key)
     with open_history(kind.producer, settings, kind.views) as h:
         head = h.head(originator)
         if head == 0:
             raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
+        yield kind, originator, h, head
+
+
+def state_at(settings: Settings, kind_name: str, key: str, at: str | None) -> dict[str, Any]:
+    with _recorded(settings, kind_name, key) as (kind, originator, h, head):
         point = Point.parse(at) if at else None
         version = h.version_at(originator, point) if point else head
         if version == 0:
@@ -286,12 +294,7 @@ def state_at(settings: Settings, kind_name: str, key: str, at: str | None) -> di
 
 
 def diff_between(settings: Settings, kind_name: str, key: str, start: str, end: str | None) -> dict[str, Any]:
-    kind = kind_of(kind_name)
-    originator = _resolve(kind, key)
-    with open_history(kind.producer, settings, kind.views) as h:
-        head = h.head(originator)
-        if head == 0:
-            raise NotFound(f"no {kind.name} {key!r} in the {kind.producer} store")
+    with _recorded(settings, kind_name, key) as (kind, originator, h, head):
         v1 = h.version_at(originator, Point.parse(start))
         v2 = h.version_at(originator, Point.parse(end)) if end else head
         if v2 < v1:
