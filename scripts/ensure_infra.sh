@@ -112,13 +112,34 @@ if [ -n "$HBA_FILE" ] && ! grep -qF "$ROLE_MARK" "$HBA_FILE" 2>/dev/null; then
   say "pg_hba.conf: role $PLATFORM_ROLE uses scram-sha-256 ($HBA_FILE)"
 fi
 
-# Every platform process keeps a few connections, and each tenant is a database with its
-# own logins: the stock limit of 100 is too small. Raising it needs a restart, done once.
+# Settings that need a restart, applied together so a fresh machine restarts PostgreSQL once:
+# - max_connections: every platform process keeps a few connections, and each tenant is a
+#   database with its own logins; the stock limit of 100 is too small.
+# - wal_level=logical (+ slots and senders): realtime's Postgres changes decode each tenant's
+#   WAL with the wal2json output plugin (services/realtime/server, docs/realtime.md).
+PGVER=$(psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "select current_setting('server_version_num')::int / 10000")
+if [ ! -e "/usr/lib/postgresql/$PGVER/lib/wal2json.so" ]; then
+  apt_install "postgresql-$PGVER-wal2json"
+fi
 MAXCONN_WANTED=${PLATFORM_PG_MAX_CONNECTIONS:-500}
-MAXCONN=$(psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc 'show max_connections')
-if [ "$MAXCONN" -lt "$MAXCONN_WANTED" ]; then
-  say "raising PostgreSQL max_connections from $MAXCONN to $MAXCONN_WANTED (restart)"
+SLOTS_WANTED=${PLATFORM_PG_REPLICATION_SLOTS:-200}
+pg_setting() { psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "show $1"; }
+RESTART=""
+if [ "$(pg_setting max_connections)" -lt "$MAXCONN_WANTED" ]; then
   psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "alter system set max_connections = $MAXCONN_WANTED" >/dev/null
+  RESTART="$RESTART max_connections=$MAXCONN_WANTED"
+fi
+if [ "$(pg_setting wal_level)" != logical ]; then
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "alter system set wal_level = logical" >/dev/null
+  RESTART="$RESTART wal_level=logical"
+fi
+if [ "$(pg_setting max_replication_slots)" -lt "$SLOTS_WANTED" ]; then
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "alter system set max_replication_slots = $SLOTS_WANTED" >/dev/null
+  psql -U postgres -h "$PGHOST" -p "$PGPORT" -Atqc "alter system set max_wal_senders = $SLOTS_WANTED" >/dev/null
+  RESTART="$RESTART max_replication_slots=$SLOTS_WANTED"
+fi
+if [ -n "$RESTART" ]; then
+  say "PostgreSQL settings:$RESTART (one restart)"
   VER=$(ls /etc/postgresql | sort -V | tail -1)
   pg_ctlcluster --skip-systemctl-redirect "$VER" main restart
   wait_port "$PGHOST" "$PGPORT" 30 || { echo "[infra] ERROR: PostgreSQL did not come back after restart" >&2; exit 1; }
