@@ -23,6 +23,7 @@ from .routing import ROUTES
 OUT = Path(__file__).resolve().parents[1] / "docs" / "api" / "gateway-openapi.json"
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content"}
 ERRORS = {400: "Invalid input (see errors per field)", 401: "Not signed in / bad token",
+          402: "Past a limit of the organization's plan",
           403: "Not allowed for your role, or missing CSRF token", 404: "Not found (or not yours)",
           409: "Conflicts with current state", 410: "No longer usable (expired, revoked, used)",
           413: "Request body too large (the route's limit)", 415: "Wrong content type for this body",
@@ -33,6 +34,12 @@ UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # Statuses a route answers beyond what the general rules in document() give it.
 MORE_ERRORS: dict[str, list[int]] = {
     "signin": [401],  # wrong email or password
+    "signup": [409],  # the email is already registered
+    # LimitExceeded: past the plan's active projects
+    "v1_create_project": [402], "v1_restore_project": [402], "admin_restore_project": [402],
+    "billing_change_plan": [402],
+    # Gone: an invitation used, revoked or expired, or its organization deleted
+    "get_invitation": [410], "accept_invitation": [410],
     "v1_deploy_function": [415],  # not multipart/form-data
 }
 
