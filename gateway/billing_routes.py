@@ -49,7 +49,7 @@ class BillingPeriod(Schema):
 class BillingSegment(Schema):
     plan = fields.String(required=True)
     spend_cap = fields.Boolean(required=True)
-    from_ = fields.String(required=True, data_key="from", metadata={"description": "In force from (ISO 8601)"})
+    from_ = fields.String(required=True, attribute="from", data_key="from", metadata={"description": "In force from (ISO 8601)"})
 
 
 class BillingSubscription(Schema):
@@ -79,7 +79,7 @@ class BillingProration(Schema):
 
 class EntitlementChange(Schema):
     entitlement = fields.String(required=True)
-    from_ = fields.Raw(required=True, allow_none=True, data_key="from")
+    from_ = fields.Raw(required=True, allow_none=True, attribute="from", data_key="from")
     to = fields.Raw(required=True, allow_none=True)
 
 
@@ -129,7 +129,7 @@ class InvoiceLine(Schema):
     unit_price = fields.String(required=True)
     amount = fields.String(required=True, metadata={"description": "Exact decimal, cents"})
     corrects = fields.String(metadata={"description": "The closed period a correction line settles"})
-    from_ = fields.String(required=True, allow_none=True, data_key="from")
+    from_ = fields.String(required=True, allow_none=True, attribute="from", data_key="from")
     until = fields.String(required=True, allow_none=True)
 
 

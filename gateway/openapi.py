@@ -23,11 +23,25 @@ from .routing import ROUTES
 OUT = Path(__file__).resolve().parents[1] / "docs" / "api" / "gateway-openapi.json"
 STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content"}
 ERRORS = {400: "Invalid input (see errors per field)", 401: "Not signed in / bad token",
+          402: "Past a limit of the organization's plan",
           403: "Not allowed for your role, or missing CSRF token", 404: "Not found (or not yours)",
           409: "Conflicts with current state", 410: "No longer usable (expired, revoked, used)",
+          413: "Request body too large (the route's limit)", 415: "Wrong content type for this body",
           429: "Too many attempts (see Retry-After)",
           503: "A dependency (database, broker, a service) is down; the reason says which (see Retry-After)"}
 LIMITED = {"signup", "signin"}  # unauthenticated routes under an abuse limit (gateway/ratelimit.py)
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# Statuses a route answers beyond what the general rules in document() give it.
+MORE_ERRORS: dict[str, list[int]] = {
+    "signin": [401],  # wrong email or password
+    "signup": [409],  # the email is already registered
+    # LimitExceeded: past the plan's active projects
+    "v1_create_project": [402], "v1_restore_project": [402], "admin_restore_project": [402],
+    "billing_change_plan": [402],
+    # Gone: an invitation used, revoked or expired, or its organization deleted
+    "get_invitation": [410], "accept_invitation": [410],
+    "v1_deploy_function": [415],  # not multipart/form-data
+}
 
 
 def _ref(schema: type[Schema], components: dict[str, Any]) -> dict[str, Any]:
@@ -60,11 +74,19 @@ def document() -> dict[str, Any]:
             ref = _ref(r.response, components)
             ok["content"] = {"application/json": {"schema": {"type": "array", "items": ref} if r.many else ref}}
         responses: dict[str, Any] = {str(r.status): ok}
-        codes = [400] if r.body is not None else []
+        codes = list(MORE_ERRORS.get(r.endpoint, []))
+        if r.body is not None or r.query or "{" in path or r.method in UNSAFE:
+            # Any input can be refused: a body (declared or read by the handler), a query
+            # string, a path argument (gateway/paths.py refuses encoded separators).
+            codes += [400]
+        if r.body is not None or r.method in UNSAFE:
+            codes += [413]  # gateway/limits.py: refused from Content-Length, before it is read
         if r.auth:
             codes += [401, 403, 404]
         elif "{" in path:
             codes += [404]
+        if r.auth and r.method in UNSAFE:
+            codes += [409]  # a change the current state does not allow (services' Conflict)
         if r.auth or r.endpoint in LIMITED:
             codes += [429]  # a limited action, or failed bearer tokens from the caller's IP
         if r.auth:

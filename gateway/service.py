@@ -8,6 +8,8 @@ from typing import Any
 
 from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, broadcast_handler, make_pool
@@ -44,8 +46,34 @@ def _identity_handler(producer: str, event_type: str) -> Any:
     return handle
 
 
+class JsonWsgiApp(WsgiApp):
+    """nameko's WSGI app, except that what its own routing refuses (a path no rule matches,
+    such as one with a newline, which `<path:path>` does not take) is answered in JSON like
+    every other gateway error, not with werkzeug's HTML page."""
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+            request.path_values = values
+            rv = provider.handle_request(request)
+        except HTTPException as exc:
+            message = f"no route for {request.path}" if exc.code == 404 else (exc.description or "error")
+            rv = Response(json.dumps({"message": message}), status=exc.code or 400, mimetype="application/json",
+                          headers={"Cache-Control": "no-store"})
+        return rv(environ, start_response)
+
+
+class JsonWebServer(WebServer):
+    def get_wsgi_app(self) -> Any:
+        return JsonWsgiApp(self)
+
+
 class GuardedHttpRequestHandler(HttpRequestHandler):
     """nameko's HTTP entrypoint; refusals that need no worker (gateway/guard.py) come first."""
+
+    server = JsonWebServer()
 
     def handle_request(self, request: Request) -> Any:
         refused = early_refusal(request)
