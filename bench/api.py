@@ -24,9 +24,10 @@ pro plan: no project limit) has `--projects` (200). Then, for each endpoint in t
 Each figure is also printed as a ratio to `/health`'s. The load generator is pure Python
 (threads, one keep-alive connection each), so its own CPU is counted ("bench client").
 
-`--profile DIR` records py-spy profiles (raw collapsed stacks, GIL holders) of every
-process during the throughput phase of `GET /v1/projects` (200) and prints the functions
-taking most of each process's samples.
+`--profile DIR` has every nameko process sample its own stacks (services/shared/sampler.py,
+the `profile_dir` setting) during each endpoint's throughput phase, and prints, per endpoint
+and process, where its busy samples went by category (HTTP server, RPC, AMQP client, JSON,
+PostgreSQL client, ...) as a share and as ms per request, and the functions on most samples.
 
 Run: .venv/bin/python bench/api.py [--projects 200] [--seconds 10] [--rate 200] [--rate-seconds 30]
      [--concurrency 20] [--profile DIR] [--only health,projects_200,...]
@@ -43,9 +44,7 @@ import argparse
 import http.client
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -139,9 +138,10 @@ class Load:
 class Setup(PlatformBench):
     processes = PROCESSES
 
-    def __init__(self, workdir: Path, projects: int):
+    def __init__(self, workdir: Path, projects: int, profile: Path | None = None):
         super().__init__(throwaway_settings("apibench", workdir, edge_port=free_port(), password_hash_time_cost=1,
-                                            password_hash_memory_kib=8192), workdir)
+                                            password_hash_memory_kib=8192,
+                                            profile_dir=str(profile.resolve()) if profile else ""), workdir)
         self.projects = projects
 
     def user(self, n_projects: int, plan: str) -> tuple[dict[str, str], str]:
@@ -193,26 +193,66 @@ class Setup(PlatformBench):
 
 # ---- profiles ---------------------------------------------------------------------------------
 
-def start_profiles(procs: dict[str, int], out: Path) -> list[subprocess.Popen[bytes]]:
-    out.mkdir(parents=True, exist_ok=True)
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--gil",
-                              "--output", str(out / f"{name}.txt"), "--nonblocking"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for name, pid in procs.items() if name != "relay"]
+# Where a sample's time goes: the first rule that matches, looking from the innermost frame
+# outwards (so JSON encoding called by kombu counts as JSON, a query as PostgreSQL).
+CATEGORIES = [
+    ("postgresql client (psycopg)", ("psycopg/", "psycopg_pool/")),
+    ("json (de)serialisation", ("json/", "kombu/serialization", "marshmallow/")),
+    ("amqp client (kombu, py-amqp)", ("amqp/", "kombu/")),
+    ("nameko rpc", ("nameko/rpc.py", "nameko/amqp/", "nameko/messaging.py")),
+    ("http server (eventlet.wsgi, werkzeug)", ("eventlet/wsgi.py", "werkzeug/", "nameko/web/")),
+    ("nameko containers, workers", ("nameko/",)),
+    ("eventsourcing", ("eventsourcing/",)),
+    ("logging", ("logging/",)),
+    ("eventlet hub, green threads", ("eventlet/", "greenlet", "threading.py", "queue.py")),
+    ("gateway code", ("gateway/",)),
+    ("service code", ("services/",)),
+]
 
 
-def summarise_profile(path: Path, top: int = 12) -> list[str]:
-    """The functions on most samples (inclusive), project code and libraries apart from
-    the interpreter's plumbing."""
-    total = 0
-    inclusive: Counter[str] = Counter()
+def categorise(stack: str) -> str:
+    for frame in reversed(stack.split(";")):
+        where = frame.split(" (", 1)[1] if " (" in frame else frame
+        for name, marks in CATEGORIES:
+            if any(m in where for m in marks):
+                return name
+    return "other"
+
+
+def read_profile(path: Path) -> tuple[list[tuple[str, int]], int]:
+    """(stacks with their counts, idle samples) of one sampler file."""
+    stacks, idle = [], 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        n = int(count)
-        total += n
+        if stack == "idle":
+            idle += int(count)
+        else:
+            stacks.append((stack, int(count)))
+    return stacks, idle
+
+
+def profile_breakdown(path: Path, cpu_ms: float) -> list[str]:
+    """Busy samples by category, each also as ms per request (its share of the process's CPU
+    ms per request, from /proc)."""
+    stacks, idle = read_profile(path)
+    busy = sum(n for _, n in stacks)
+    by: Counter[str] = Counter()
+    for stack, n in stacks:
+        by[categorise(stack)] += n
+    out = [f"{busy} busy samples, {idle} idle; {cpu_ms:.2f} CPU ms/request"]
+    for name, n in by.most_common():
+        out.append(f"{n / max(busy, 1):6.1%}  {cpu_ms * n / max(busy, 1):6.2f} ms  {name}")
+    return out
+
+
+def summarise_profile(path: Path, top: int = 14) -> list[str]:
+    """The functions on most busy samples (inclusive), apart from the interpreter's plumbing."""
+    stacks, _ = read_profile(path)
+    total = sum(n for _, n in stacks)
+    inclusive: Counter[str] = Counter()
+    for stack, n in stacks:
         seen = set()
         for frame in stack.split(";"):
             name = frame.split(" (")[0]
@@ -224,13 +264,14 @@ def summarise_profile(path: Path, top: int = 12) -> list[str]:
             if key not in seen:
                 seen.add(key)
                 inclusive[key] += n
-    skip = ("threading.py", "eventlet/", "greenlet", "nameko/containers.py", "<module>", "run (", "_bootstrap")
-    out = [f"{total} samples"]
-    for key, n in inclusive.most_common(200):
+    skip = ("threading.py", "eventlet/greenthread", "eventlet/hubs", "greenlet", "nameko/containers.py",
+            "<module>", "run (", "_bootstrap", "main (")
+    out = []
+    for key, n in inclusive.most_common(300):
         if any(s in key for s in skip):
             continue
         out.append(f"{n / max(total, 1):6.1%}  {key}")
-        if len(out) > top:
+        if len(out) >= top:
             break
     return out
 
@@ -249,7 +290,10 @@ def main() -> int:
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    setup = Setup(workdir, args.projects)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        (args.profile / "on").unlink(missing_ok=True)
+    setup = Setup(workdir, args.projects, args.profile)
     print(f"load average before: {loadavg()} ({os.cpu_count()} cores)", flush=True)
     result: dict[str, Any] = {}
     try:
@@ -279,14 +323,11 @@ def main() -> int:
             meter = CpuMeter(pids)
             meter.start()
             exited0 = postmaster_children_cpu()
-            profilers = []
-            if args.profile and name == f"projects_{args.projects}":
-                profilers = start_profiles({k: v for k, v in pids.items() if k != "bench client"}, args.profile)
+            if args.profile:
+                (args.profile / "on").write_text(name)  # the processes' samplers file this phase apart
             tp = Load(port, path, headers, args.concurrency, args.seconds).run()
-            for p in profilers:
-                p.send_signal(signal.SIGINT)
-            for p in profilers:
-                p.wait(timeout=30)
+            if args.profile:
+                (args.profile / "on").unlink()
             used = meter.stop()
             used["postgresql (all)"] += postmaster_children_cpu() - exited0
             cpu_ms = {k: v * 1000 / max(tp["ok"], 1) for k, v in used.items()
@@ -303,10 +344,15 @@ def main() -> int:
                 cpu_ms.items(), key=lambda kv: -kv[1]) if k != "machine busy")
                 + f"; all listed {ours:.2f}; machine busy {cpu_ms['machine busy']:.2f}", flush=True)
         if args.profile:
-            for f in sorted(args.profile.glob("*.txt")):
-                print(f"profile {f.stem} (GET /v1/projects, {args.projects} projects):", flush=True)
-                for line in summarise_profile(f):
-                    print("   " + line, flush=True)
+            time.sleep(1.5)  # the samplers write their files every second
+            for name in figures:
+                for f in sorted((args.profile / name).glob("*.txt")):
+                    print(f"profile {name}, {f.stem} (throughput phase; busy samples by category):", flush=True)
+                    for line in profile_breakdown(f, figures[name]["cpu_ms"].get(f.stem, 0.0)):
+                        print("   " + line, flush=True)
+                    print("   top functions (inclusive share of busy samples):", flush=True)
+                    for line in summarise_profile(f):
+                        print("      " + line, flush=True)
         h = figures["health"]
         print("ratios to /health (throughput: x/health; p99 and CPU ms: x/health):", flush=True)
         for name, f in figures.items():

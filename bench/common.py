@@ -33,7 +33,26 @@ PASSWORD = "bench password 1"
 DB_PASS = "bench-password-1"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A free loopback port; inside `BENCH_PORTS` (`low-high`) when that is set, so runs on a
+    shared machine stay in the range their user was given."""
+    span = os.environ.get("BENCH_PORTS", "")
+    if span:
+        low, _, high = span.partition("-")
+        for port in range(int(low), int(high or low) + 1):
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+        raise RuntimeError(f"no free port left in BENCH_PORTS={span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
