@@ -143,6 +143,7 @@ class Setup(PlatformBench):
                                             password_hash_memory_kib=8192,
                                             profile_dir=str(profile.resolve()) if profile else ""), workdir)
         self.projects = projects
+        self.slugs: list[str] = []
 
     def user(self, n_projects: int, plan: str) -> tuple[dict[str, str], str]:
         """A user with a token and one organization holding n_projects; (auth header, a ref)."""
@@ -150,6 +151,7 @@ class Setup(PlatformBench):
         r = self.http.post(self.base + "/v1/organizations", json={"name": f"Bench {n_projects}"}, headers=auth)
         r.raise_for_status()
         slug = r.json()["slug"]
+        self.slugs.append(slug)
         if plan != "free":
             for _ in range(50):
                 r = self.http.put(f"{self.base}/platform/organizations/{slug}/billing/subscription",
@@ -189,6 +191,29 @@ class Setup(PlatformBench):
         if len(listed) != n_projects:
             raise RuntimeError(f"listed {len(listed)} of {n_projects} projects")
         return auth, refs[0]
+
+
+# ---- query plans --------------------------------------------------------------------------------
+
+def explain(settings: Any, slugs: list[str]) -> list[str]:
+    """EXPLAIN ANALYZE of the read models' queries the endpoints run, on the bench's database:
+    the project list of the organization with the most projects, and the orgs lookups."""
+    from services.orgs import readmodel as orgs_rm
+    from services.projects import readmodel as projects_rm
+    from services.shared.db import connect
+
+    out = []
+    with connect(settings, autocommit=True) as conn:
+        user_id, token_id = conn.execute("SELECT user_id, token_id FROM orgs.token_views ORDER BY version DESC "
+                                         "LIMIT 1").fetchone() or (None, None)
+        queries = [("GET /v1/projects (organization of the most projects)", projects_rm.LIST_JSON, ([slugs[-1]],)),
+                   ("token authentication", orgs_rm.TOKEN, (token_id,)),
+                   ("organization list", orgs_rm.ORGS_OF, (user_id,))]
+        for title, sql, params in queries:
+            out.append(title + ":")
+            for (line,) in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params).fetchall():
+                out.append("   " + line)
+    return out
 
 
 # ---- profiles ---------------------------------------------------------------------------------
@@ -353,6 +378,8 @@ def main() -> int:
                     print("   top functions (inclusive share of busy samples):", flush=True)
                     for line in summarise_profile(f):
                         print("      " + line, flush=True)
+        for line in explain(setup.s, setup.slugs):
+            print(line, flush=True)
         h = figures["health"]
         print("ratios to /health (throughput: x/health; p99 and CPU ms: x/health):", flush=True)
         for name, f in figures.items():
