@@ -136,7 +136,15 @@ class PlatformBench:
             self.cleanup()
         finally:
             drop_database(self.s)
-            RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+            admin = RabbitAdmin(self.s)
+            admin.timeout = 30  # a busy broker's management API can take longer than usual
+            for attempt in range(3):
+                try:
+                    admin.delete_vhost(self.s.amqp_vhost)
+                    break
+                except requests.RequestException:
+                    if attempt == 2:
+                        raise
 
     def sign_up(self, **kwargs: Any) -> dict[str, str]:
         """A new bench user; their token's header becomes `self.auth`."""
