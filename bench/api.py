@@ -24,9 +24,10 @@ pro plan: no project limit) has `--projects` (200). Then, for each endpoint in t
 Each figure is also printed as a ratio to `/health`'s. The load generator is pure Python
 (threads, one keep-alive connection each), so its own CPU is counted ("bench client").
 
-`--profile DIR` records py-spy profiles (raw collapsed stacks, GIL holders) of every
-process during the throughput phase of `GET /v1/projects` (200) and prints the functions
-taking most of each process's samples.
+`--profile DIR` has every nameko process sample its own stacks (services/shared/sampler.py,
+the `profile_dir` setting) during each endpoint's throughput phase, and prints, per endpoint
+and process, where its busy samples went by category (HTTP server, RPC, AMQP client, JSON,
+PostgreSQL client, ...) as a share and as ms per request, and the functions on most samples.
 
 Run: .venv/bin/python bench/api.py [--projects 200] [--seconds 10] [--rate 200] [--rate-seconds 30]
      [--concurrency 20] [--profile DIR] [--only health,projects_200,...]
@@ -43,9 +44,7 @@ import argparse
 import http.client
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -139,10 +138,12 @@ class Load:
 class Setup(PlatformBench):
     processes = PROCESSES
 
-    def __init__(self, workdir: Path, projects: int):
+    def __init__(self, workdir: Path, projects: int, profile: Path | None = None):
+        extra = {"profile_dir": str(profile.resolve())} if profile else {}
         super().__init__(throwaway_settings("apibench", workdir, edge_port=free_port(), password_hash_time_cost=1,
-                                            password_hash_memory_kib=8192), workdir)
+                                            password_hash_memory_kib=8192, **extra), workdir)
         self.projects = projects
+        self.slugs: list[str] = []
 
     def user(self, n_projects: int, plan: str) -> tuple[dict[str, str], str]:
         """A user with a token and one organization holding n_projects; (auth header, a ref)."""
@@ -150,6 +151,7 @@ class Setup(PlatformBench):
         r = self.http.post(self.base + "/v1/organizations", json={"name": f"Bench {n_projects}"}, headers=auth)
         r.raise_for_status()
         slug = r.json()["slug"]
+        self.slugs.append(slug)
         if plan != "free":
             for _ in range(50):
                 r = self.http.put(f"{self.base}/platform/organizations/{slug}/billing/subscription",
@@ -191,28 +193,97 @@ class Setup(PlatformBench):
         return auth, refs[0]
 
 
+# ---- query plans --------------------------------------------------------------------------------
+
+def explain(settings: Any, slugs: list[str]) -> list[str]:
+    """EXPLAIN ANALYZE of the read models' queries the endpoints run, on the bench's database:
+    the project list of the organization with the most projects, and the orgs lookups."""
+    from services.projects import readmodel as projects_rm
+    from services.shared.db import connect
+
+    try:
+        from services.orgs import readmodel as orgs_rm
+    except ImportError:
+        return []
+
+    out: list[str] = []
+    if not hasattr(projects_rm, "LIST_JSON") or not slugs:
+        return out  # code from before these read models (a before/after comparison)
+    with connect(settings, autocommit=True) as conn:
+        user_id, token_id = conn.execute("SELECT user_id, token_id FROM orgs.token_views ORDER BY version DESC "
+                                         "LIMIT 1").fetchone() or (None, None)
+        queries = [("GET /v1/projects (organization of the most projects)", projects_rm.LIST_JSON, ([slugs[-1]],)),
+                   ("token authentication", orgs_rm.TOKEN, (token_id,)),
+                   ("organization list", orgs_rm.ORGS_OF, (user_id,))]
+        for title, sql, params in queries:
+            out.append(title + ":")
+            for (line,) in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params).fetchall():
+                out.append("   " + line)
+    return out
+
+
 # ---- profiles ---------------------------------------------------------------------------------
 
-def start_profiles(procs: dict[str, int], out: Path) -> list[subprocess.Popen[bytes]]:
-    out.mkdir(parents=True, exist_ok=True)
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return [subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--gil",
-                              "--output", str(out / f"{name}.txt"), "--nonblocking"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for name, pid in procs.items() if name != "relay"]
+# Where a sample's time goes: the first rule that matches, looking from the innermost frame
+# outwards (so JSON encoding called by kombu counts as JSON, a query as PostgreSQL).
+CATEGORIES = [
+    ("postgresql client (psycopg)", ("psycopg/", "psycopg_pool/")),
+    ("json (de)serialisation", ("json/", "kombu/serialization", "marshmallow/")),
+    ("amqp client (kombu, py-amqp)", ("amqp/", "kombu/")),
+    ("nameko rpc", ("nameko/rpc.py", "nameko/amqp/", "nameko/messaging.py")),
+    ("http server (eventlet.wsgi, werkzeug)", ("eventlet/wsgi.py", "werkzeug/", "nameko/web/")),
+    ("nameko containers, workers", ("nameko/",)),
+    ("eventsourcing", ("eventsourcing/",)),
+    ("logging", ("logging/",)),
+    ("eventlet hub, green threads", ("eventlet/", "greenlet", "threading.py", "queue.py")),
+    ("gateway code", ("gateway/",)),
+    ("service code", ("services/",)),
+]
 
 
-def summarise_profile(path: Path, top: int = 12) -> list[str]:
-    """The functions on most samples (inclusive), project code and libraries apart from
-    the interpreter's plumbing."""
-    total = 0
-    inclusive: Counter[str] = Counter()
+def categorise(stack: str) -> str:
+    for frame in reversed(stack.split(";")):
+        where = frame.split(" (", 1)[1] if " (" in frame else frame
+        for name, marks in CATEGORIES:
+            if any(m in where for m in marks):
+                return name
+    return "other"
+
+
+def read_profile(path: Path) -> tuple[list[tuple[str, int]], int]:
+    """(stacks with their counts, idle samples) of one sampler file."""
+    stacks, idle = [], 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        n = int(count)
-        total += n
+        if stack == "idle":
+            idle += int(count)
+        else:
+            stacks.append((stack, int(count)))
+    return stacks, idle
+
+
+def profile_breakdown(path: Path, cpu_ms: float) -> list[str]:
+    """Busy samples by category, each also as ms per request (its share of the process's CPU
+    ms per request, from /proc)."""
+    stacks, idle = read_profile(path)
+    busy = sum(n for _, n in stacks)
+    by: Counter[str] = Counter()
+    for stack, n in stacks:
+        by[categorise(stack)] += n
+    out = [f"{busy} busy samples, {idle} idle; {cpu_ms:.2f} CPU ms/request"]
+    for name, n in by.most_common():
+        out.append(f"{n / max(busy, 1):6.1%}  {cpu_ms * n / max(busy, 1):6.2f} ms  {name}")
+    return out
+
+
+def summarise_profile(path: Path, top: int = 14) -> list[str]:
+    """The functions on most busy samples (inclusive), apart from the interpreter's plumbing."""
+    stacks, _ = read_profile(path)
+    total = sum(n for _, n in stacks)
+    inclusive: Counter[str] = Counter()
+    for stack, n in stacks:
         seen = set()
         for frame in stack.split(";"):
             name = frame.split(" (")[0]
@@ -224,13 +295,14 @@ def summarise_profile(path: Path, top: int = 12) -> list[str]:
             if key not in seen:
                 seen.add(key)
                 inclusive[key] += n
-    skip = ("threading.py", "eventlet/", "greenlet", "nameko/containers.py", "<module>", "run (", "_bootstrap")
-    out = [f"{total} samples"]
-    for key, n in inclusive.most_common(200):
+    skip = ("threading.py", "eventlet/greenthread", "eventlet/hubs", "greenlet", "nameko/containers.py",
+            "<module>", "run (", "_bootstrap", "main (")
+    out = []
+    for key, n in inclusive.most_common(300):
         if any(s in key for s in skip):
             continue
         out.append(f"{n / max(total, 1):6.1%}  {key}")
-        if len(out) > top:
+        if len(out) >= top:
             break
     return out
 
@@ -249,7 +321,10 @@ def main() -> int:
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    setup = Setup(workdir, args.projects)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        (args.profile / "on").unlink(missing_ok=True)
+    setup = Setup(workdir, args.projects, args.profile)
     print(f"load average before: {loadavg()} ({os.cpu_count()} cores)", flush=True)
     result: dict[str, Any] = {}
     try:
@@ -279,14 +354,11 @@ def main() -> int:
             meter = CpuMeter(pids)
             meter.start()
             exited0 = postmaster_children_cpu()
-            profilers = []
-            if args.profile and name == f"projects_{args.projects}":
-                profilers = start_profiles({k: v for k, v in pids.items() if k != "bench client"}, args.profile)
+            if args.profile:
+                (args.profile / "on").write_text(name)  # the processes' samplers file this phase apart
             tp = Load(port, path, headers, args.concurrency, args.seconds).run()
-            for p in profilers:
-                p.send_signal(signal.SIGINT)
-            for p in profilers:
-                p.wait(timeout=30)
+            if args.profile:
+                (args.profile / "on").unlink()
             used = meter.stop()
             used["postgresql (all)"] += postmaster_children_cpu() - exited0
             cpu_ms = {k: v * 1000 / max(tp["ok"], 1) for k, v in used.items()
@@ -303,10 +375,17 @@ def main() -> int:
                 cpu_ms.items(), key=lambda kv: -kv[1]) if k != "machine busy")
                 + f"; all listed {ours:.2f}; machine busy {cpu_ms['machine busy']:.2f}", flush=True)
         if args.profile:
-            for f in sorted(args.profile.glob("*.txt")):
-                print(f"profile {f.stem} (GET /v1/projects, {args.projects} projects):", flush=True)
-                for line in summarise_profile(f):
-                    print("   " + line, flush=True)
+            time.sleep(1.5)  # the samplers write their files every second
+            for name in figures:
+                for f in sorted((args.profile / name).glob("*.txt")):
+                    print(f"profile {name}, {f.stem} (throughput phase; busy samples by category):", flush=True)
+                    for line in profile_breakdown(f, figures[name]["cpu_ms"].get(f.stem, 0.0)):
+                        print("   " + line, flush=True)
+                    print("   top functions (inclusive share of busy samples):", flush=True)
+                    for line in summarise_profile(f):
+                        print("      " + line, flush=True)
+        for line in explain(setup.s, setup.slugs):
+            print(line, flush=True)
         h = figures["health"]
         print("ratios to /health (throughput: x/health; p99 and CPU ms: x/health):", flush=True)
         for name, f in figures.items():

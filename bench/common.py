@@ -33,7 +33,26 @@ PASSWORD = "bench password 1"
 DB_PASS = "bench-password-1"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A free loopback port; inside `BENCH_PORTS` (`low-high`) when that is set, so runs on a
+    shared machine stay in the range their user was given."""
+    span = os.environ.get("BENCH_PORTS", "")
+    if span:
+        low, _, high = span.partition("-")
+        for port in range(int(low), int(high or low) + 1):
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+        raise RuntimeError(f"no free port left in BENCH_PORTS={span}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -117,7 +136,15 @@ class PlatformBench:
             self.cleanup()
         finally:
             drop_database(self.s)
-            RabbitAdmin(self.s).delete_vhost(self.s.amqp_vhost)
+            admin = RabbitAdmin(self.s)
+            admin.timeout = 30  # a busy broker's management API can take longer than usual
+            for attempt in range(3):
+                try:
+                    admin.delete_vhost(self.s.amqp_vhost)
+                    break
+                except requests.RequestException:
+                    if attempt == 2:
+                        raise
 
     def sign_up(self, **kwargs: Any) -> dict[str, str]:
         """A new bench user; their token's header becomes `self.auth`."""

@@ -12,7 +12,7 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, broadcast_handler, make_pool
+from services.shared.nameko_ext import ApplicationProvider, LeanRpcProxy, RemotePort, SettingsProvider, broadcast_handler, make_pool
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
@@ -94,9 +94,10 @@ def _sessions(settings: Settings) -> SqlSessionStore:
 class GatewayService:
     name = "gateway"
 
-    orgs = RpcProxy("orgs")
+    # The read path's services: lean requests (services/shared/nameko_ext.py, LeanRpcProxy).
+    orgs = LeanRpcProxy("orgs")
     billing = RpcProxy("billing")
-    projects = RpcProxy("projects")
+    projects = LeanRpcProxy("projects")
     functions = RpcProxy("functions")
     metering = RpcProxy("metering")
     provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)

@@ -16,7 +16,7 @@ from nameko.events import BROADCAST, SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
-from nameko.rpc import rpc
+from nameko.rpc import ReplyListener, rpc
 
 from . import broker
 from .errors import BY_NAME, EXPECTED
@@ -119,7 +119,12 @@ class ApplicationProvider(DependencyProvider):
 
     def setup(self) -> None:
         bound_shutdown()
-        self.app = self.factory(load_settings())
+        settings = load_settings()
+        if settings.profile_dir:
+            from . import sampler
+
+            sampler.start(settings.profile_dir, self.container.service_name)
+        self.app = self.factory(settings)
 
     def stop(self) -> None:
         close = getattr(self.app, "close", None)
@@ -284,3 +289,156 @@ def history_rpc() -> Callable[..., dict[str, Any]]:
         return time_travel.view(load_settings(), kind, key, at, producer=self.name)
 
     return history
+
+
+# ---- lean RPC: requests and replies on one held channel ---------------------------------------
+#
+# nameko publishes every RPC request and reply through kombu's producer pool: a new
+# `Connection` object per message (parsing the URI), a pool checkout, a persistent message
+# and a publisher confirm to wait for. An RPC message lives only as long as its caller
+# waits for it, so none of that buys anything: a lost request or reply shows as the
+# caller's timeout either way (and a persistent request outliving its caller is work done
+# for nobody). `LeanPublisher` holds one connection and channel per process and publishes
+# transient messages without confirms: about a quarter of the CPU per message
+# (docs/benchmarks.md). Replies of every service go out this way (`Responder.publisher_cls`,
+# set below); the gateway's proxies (`LeanRpcProxy`) send requests this way and wait for a
+# reply at most `rpc_timeout_s`, where nameko's proxies would wait forever.
+
+
+class LeanPublisher:
+    """One AMQP connection and channel for this process's RPC messages (a lock keeps
+    publishes whole; a broken connection is opened again once, then the error is raised)."""
+
+    def __init__(self, amqp_uri: str):
+        self.amqp_uri = amqp_uri
+        self._lock = threading.Lock()  # green under eventlet
+        self._conn: Any = None
+        self._channel: Any = None
+
+    def publish(self, body: Any, content_type: str, content_encoding: str, exchange: str, routing_key: str,
+                **properties: Any) -> None:
+        import amqp
+
+        message = amqp.Message(body, content_type=content_type, content_encoding=content_encoding,
+                               delivery_mode=1, **properties)
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._channel is None:
+                        self._open()
+                    self._channel.basic_publish(message, exchange=exchange, routing_key=routing_key)
+                    return
+                except (OSError, amqp.exceptions.AMQPError, amqp.exceptions.RecoverableConnectionError):
+                    self._close()
+                    if attempt == 2:
+                        raise
+
+    def _open(self) -> None:
+        import kombu
+
+        conn = kombu.Connection(self.amqp_uri)
+        conn.connect()
+        self._conn, self._channel = conn, conn.channel()
+
+    def _close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+_publishers: dict[str, LeanPublisher] = {}
+_publishers_lock = threading.Lock()
+
+
+def lean_publisher(amqp_uri: str) -> LeanPublisher:
+    with _publishers_lock:
+        if amqp_uri not in _publishers:
+            _publishers[amqp_uri] = LeanPublisher(amqp_uri)
+        return _publishers[amqp_uri]
+
+
+def _serialized(payload: Any, serializer: str) -> tuple[str, str, Any]:
+    import kombu.serialization
+
+    content_type, content_encoding, body = kombu.serialization.dumps(payload, serializer)
+    return content_type, content_encoding, body
+
+
+class LeanReplyPublisher:
+    """What nameko's `Responder` publishes RPC replies with: `LeanPublisher`'s channel."""
+
+    def __init__(self, amqp_uri: str, **options: Any):
+        self.publisher = lean_publisher(amqp_uri)
+
+    def publish(self, payload: Any, *, serializer: str, exchange: Any, routing_key: str, correlation_id: Any,
+                **ignored: Any) -> None:
+        content_type, content_encoding, body = _serialized(payload, serializer)
+        self.publisher.publish(body, content_type, content_encoding, exchange.name, routing_key,
+                               correlation_id=correlation_id)
+
+
+def _lean_replies() -> None:
+    import nameko.rpc
+
+    nameko.rpc.Responder.publisher_cls = LeanReplyPublisher  # type: ignore[assignment]
+
+
+_lean_replies()
+
+
+class LeanRpcProxy(DependencyProvider):
+    """nameko's `RpcProxy`, sending requests through `LeanPublisher` and waiting for each
+    reply at most `rpc_timeout_s` (then `RpcTimeout`: the gateway answers 503). Replies come
+    back on nameko's own reply queue and listener."""
+
+    rpc_reply_listener = ReplyListener()  # nameko's own: one reply queue per process, shared
+
+    def __init__(self, target_service: str):
+        self.target_service = target_service
+
+    def setup(self) -> None:
+        self.timeout = float(load_settings().rpc_timeout_s)
+
+    def get_dependency(self, worker_ctx: Any) -> Any:
+        return _LeanServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, self.timeout)
+
+
+class _LeanServiceProxy:
+    def __init__(self, worker_ctx: Any, service: str, listener: Any, timeout: float):
+        self.worker_ctx, self.service, self.listener, self.timeout = worker_ctx, service, listener, timeout
+
+    def __getattr__(self, method: str) -> Any:
+        return partial(_lean_call, self, method)
+
+
+def _lean_call(proxy: _LeanServiceProxy, method: str, *args: Any, **kwargs: Any) -> Any:
+    import uuid
+
+    from nameko.constants import AMQP_URI_CONFIG_KEY, DEFAULT_SERIALIZER, SERIALIZER_CONFIG_KEY
+    from nameko.exceptions import deserialize
+    from nameko.messaging import HeaderEncoder
+    from nameko.rpc import get_rpc_exchange
+
+    config = proxy.worker_ctx.container.config
+    correlation_id = str(uuid.uuid4())
+    content_type, content_encoding, body = _serialized({"args": args, "kwargs": kwargs},
+                                                       config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER))
+    headers = HeaderEncoder().get_message_headers(proxy.worker_ctx)
+    reply = proxy.listener.get_reply_event(correlation_id)
+    try:
+        lean_publisher(config[AMQP_URI_CONFIG_KEY]).publish(
+            body, content_type, content_encoding, get_rpc_exchange(config).name, f"{proxy.service}.{method}",
+            reply_to=proxy.listener.routing_key, correlation_id=correlation_id, application_headers=headers)
+        response = reply.wait(proxy.timeout)
+    finally:
+        proxy.listener._reply_events.pop(correlation_id, None)
+    if response is None:
+        raise RpcTimeout(f"{proxy.service}.{method}: no reply within {proxy.timeout:g} s")
+    if response.get("error"):
+        raise deserialize(response["error"])
+    return response["result"]

@@ -234,6 +234,9 @@ PROJECTIONS: dict[str, Projection] = {
     for p in (
         Projection("billing.subscriptions", "orgs", "billing",
                    "billing's subscription per organization", reset_billing_subscriptions),
+        Projection("orgs.views", "orgs", "orgs",
+                   "orgs' views of users, tokens and organizations (authentication, organization lists), "
+                   "written with its events", lambda settings: None, from_store="services.orgs.bootstrap:rebuild_views"),
         Projection("projects.project_views", "projects", "projects",
                    "projects' own view of each project (lists and reads), written with its events",
                    lambda settings: None, from_store="services.projects.bootstrap:rebuild_views"),

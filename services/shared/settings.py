@@ -49,6 +49,8 @@ class Settings:
     cookie_secure: bool = field(default=False, metadata={"doc": "Mark session cookies Secure (set true behind HTTPS)"})
     session_ttl_hours: int = field(default=24 * 7, metadata={"doc": "Web session lifetime (absolute expiry)"})
     gateway_auth_cache_ttl_s: int = field(default=10, metadata={"doc": "How long the gateway remembers who a token or session belongs to (seconds; 0: ask orgs on every request). Revoking a token, disabling a user or changing memberships drops the entry at once, in every gateway (orgs' events)"})
+    profile_dir: str = field(default="", metadata={"doc": "Benchmarks only: nameko processes sample their stacks into this directory while its file `on` names a phase (services/shared/sampler.py); empty: off"})
+    rpc_timeout_s: int = field(default=60, metadata={"doc": "How long the gateway waits for a service's reply to an RPC before answering 503"})
     session_idle_minutes: int = field(default=24 * 60, metadata={"doc": "A web session unused this long ends (idle timeout)"})
     rate_limit_window_s: int = field(default=60, metadata={"doc": "Window of the gateway's abuse limits (sign-in, sign-up, failed tokens, invitations, password changes), counted in PostgreSQL across gateway processes"})
     rate_limit_per_ip: int = field(default=30, metadata={"doc": "Attempts of each limited action per client IP per window; more get 429 with Retry-After"})

@@ -60,3 +60,32 @@ def test_503_with_a_reason_while_postgres_is_down_then_recovers(cut_platform: tu
     proxy.restore()
     wait_for("the gateway to recover after PostgreSQL is back",
              lambda: sess.get(url + "/platform/profile", timeout=30).status_code == 200, timeout=60, interval=0.5)
+
+
+@pytest.fixture(scope="module")
+def gateway_alone() -> Iterator[str]:
+    """The gateway with no service behind it, and a short `rpc_timeout_s`."""
+    s = make_test_settings("noreply").with_overrides(rpc_timeout_s=2)
+    admin = RabbitAdmin(s)
+    admin.create_vhost(s.amqp_vhost)
+    bootstrap(s)
+    platform = Platform(s, log_dir=ARTIFACTS / "logs" / s.db_name, only=["gateway"])
+    try:
+        platform.start()
+        yield f"http://127.0.0.1:{s.gateway_port}"
+    finally:
+        platform.stop()
+        drop_database(s)
+        admin.delete_vhost(s.amqp_vhost)
+
+
+def test_503_when_a_service_never_replies(gateway_alone: str) -> None:
+    # orgs is not running: the token's authentication gets no reply. nameko's own proxy
+    # would wait for ever; the gateway's waits rpc_timeout_s, then says what is wrong.
+    t0 = time.monotonic()
+    r = requests.get(gateway_alone + "/v1/projects", headers={"Authorization": "Bearer sbp_" + "0" * 40}, timeout=60)
+    took = time.monotonic() - t0
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert "unavailable" in r.json()["message"] and int(r.headers["Retry-After"]) > 0
+    assert 2 <= took < 30, took
+    assert requests.get(gateway_alone + "/health", timeout=10).status_code == 200

@@ -388,6 +388,25 @@ def test_rebuild_project_views_restores_lists_from_the_store(
     assert [p["ref"] for p in again] == [ref] and again[0]["name"] == "Viewed"
 
 
+def test_rebuild_orgs_views_restores_authentication_and_lists_from_the_store(
+        ctl: Callable[..., Result], rpc: Any, db: psycopg.Connection, user_token: dict[str, str]) -> None:
+    slug = new_org(rpc, db, user_token["user_id"], "Org Views")["slug"]
+    before = rpc.orgs.list_organizations(user_token["user_id"])
+    assert [o["slug"] for o in before] == [slug] and before[0]["role"] == "owner"
+    # Damage the read model: the organization's row gone, the user's wrong.
+    db.execute("DELETE FROM orgs.org_views WHERE slug = %s", (slug,))
+    db.execute("UPDATE orgs.user_views SET view = jsonb_set(view, '{display_name}', '\"bogus\"') "
+               "WHERE user_id = %s", (user_token["user_id"],))
+    assert rpc.orgs.list_organizations(user_token["user_id"]) == []
+
+    r = ctl("projections", "rebuild", "orgs.views")
+    assert r.code == 0, r.err
+    assert "rebuilt orgs.views from orgs's store" in r.out
+    assert rpc.orgs.list_organizations(user_token["user_id"]) == before
+    me = rpc.orgs.authenticate_token(user_token["token"])
+    assert me["id"] == user_token["user_id"] and me["organizations"] == [slug] and me["display_name"] != "bogus"
+
+
 def test_rebuild_probe_sink_restores_its_effects(
         ctl: Callable[..., Result], db: psycopg.Connection, probe_consumer: None,
         probe_app: ProbeApplication) -> None:
@@ -403,7 +422,7 @@ def test_rebuild_probe_sink_restores_its_effects(
     wait_for("the rebuilt effects", lambda: probe_effects(db, run_id) == [(s, 1) for s in range(20)])
 
     r = ctl("projections", "list")
-    assert r.code == 0 and "billing.subscriptions" in r.out and "probe.sink" in r.out
+    assert r.code == 0 and "billing.subscriptions" in r.out and "probe.sink" in r.out and "orgs.views" in r.out
 
 
 # -- users and tokens -----------------------------------------------------------------------

@@ -356,3 +356,57 @@ def test_tokens_may_expire_and_say_when(app: OrgsApplication) -> None:
     for bad in (0, 3651, "7", True):
         with pytest.raises(InvalidInput):
             app.create_token(u["id"], "bad", expires_in_days=bad)  # type: ignore[arg-type]
+
+
+def test_reads_come_from_the_read_model_kept_with_every_save(app: OrgsApplication, monkeypatch: Any) -> None:
+    owner = new_user(app, "reader")
+    token = app.create_token(owner["id"], "reads")["token"]
+    first = app.create_organization(owner["id"], "Read One")
+    second = app.create_organization(owner["id"], "Read Two")
+    member = new_user(app, "joiner")
+    app.invite_member(owner["id"], first["slug"], member["email"], "member")
+    app.accept_invitation(member["id"], app.fake_mailer.token_for(member["email"]))  # type: ignore[attr-defined]
+    # What the aggregates say, for comparison.
+    views, app.views = app.views, None
+    expected = (app.authenticate_token(token), app.get_user(member["id"]), app.list_organizations(owner["id"]),
+                app.list_organizations(member["id"]))
+    app.views = views
+
+    def no_replay(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a read rebuilt an aggregate")
+
+    with monkeypatch.context() as m:
+        # Authentication, users and organization lists never rebuild an aggregate.
+        m.setattr(app.repository, "get", no_replay)
+        assert (app.authenticate_token(token), app.get_user(member["id"]), app.list_organizations(owner["id"]),
+                app.list_organizations(member["id"])) == expected
+        assert [o["slug"] for o in expected[2]] == [first["slug"], second["slug"]]
+        assert [(o["slug"], o["role"]) for o in expected[3]] == [(first["slug"], "member")]
+        with pytest.raises(NotFound):
+            app.get_user("not-a-uuid")
+        with pytest.raises(NotFound):
+            app.list_organizations("00000000-0000-0000-0000-000000000000")
+        with pytest.raises(Unauthorized):
+            app.authenticate_token("sbp_" + "0" * 40)
+
+    # Every change is in the read model at once (the same transaction on PostgreSQL).
+    app.update_organization(owner["id"], second["slug"], {"name": "Renamed"})
+    assert [o["name"] for o in app.list_organizations(owner["id"])] == ["Read One", "Renamed"]
+    app.remove_member(owner["id"], first["slug"], member["id"])
+    assert app.list_organizations(member["id"]) == []
+    app.delete_organization(owner["id"], second["slug"], FakeProjects())  # type: ignore[arg-type]
+    assert [o["slug"] for o in app.list_organizations(owner["id"])] == [first["slug"]]
+    app.revoke_token(owner["id"], app.list_tokens(owner["id"])[0]["id"])
+    with pytest.raises(Unauthorized, match="revoked"):
+        app.authenticate_token(token)
+
+    # Rebuilt from the events, it holds the same.
+    before = (app.get_user(owner["id"]), app.list_organizations(owner["id"]), app.list_organizations(member["id"]))
+    app.views.replace_all([])
+    with pytest.raises(NotFound):
+        app.get_user(owner["id"])
+    assert app.rebuild_views() >= 3
+    assert (app.get_user(owner["id"]), app.list_organizations(owner["id"]),
+            app.list_organizations(member["id"])) == before
+    with pytest.raises(Unauthorized, match="revoked"):
+        app.authenticate_token(token)
