@@ -220,6 +220,7 @@ def test_operator_stats_and_kill9_reconnect(projects: dict[str, Any], edge_url: 
                 return False
 
         wait_for("the realtime server restarted by the supervisor", restarted, timeout=30)
+        proc.stdin = None  # closed above; communicate must not flush it
         out_raw, err = proc.communicate(timeout=90)
         assert proc.returncode == 0, (out_raw.decode()[-2000:], err.decode()[-2000:])
         out = json.loads(out_raw.decode().strip().splitlines()[-1])
