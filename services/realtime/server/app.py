@@ -15,21 +15,22 @@ import signal
 
 from aiohttp import web
 
-from services.realtime.config import ConfigSource, StaticConfig
+from services.realtime.config import ConfigSource
 from services.shared.crypto import internal_token
 from services.shared.settings import Settings, load_settings
 from services.shared.tenants import ProjectsRpc, Tenants
 
 from .changes import ChangesProvider, NoChanges
+from .config_feed import ConfigFeed
 from .server import RealtimeServer, Usage
 
 log = logging.getLogger("realtime.app")
 
 
 def build_config(settings: Settings) -> ConfigSource:
-    """Each project's realtime settings. The control plane's live feed
-    (services/realtime/server/config_feed.py) replaces StaticConfig here, in this one line."""
-    return StaticConfig()
+    """Each project's realtime settings: the control plane's live feed (config_feed.py; a
+    StaticConfig of services/realtime/config.py serves tests that run a server alone)."""
+    return ConfigFeed(settings.db_conninfo).start()
 
 
 def build_changes(settings: Settings) -> ChangesProvider:

@@ -235,6 +235,9 @@ class RealtimeServer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         config.on_change(self._config_changed_threadsafe)
+        on_shutdown = getattr(config, "on_shutdown", None)  # the live feed: POST .../config/realtime/shutdown
+        if on_shutdown is not None:
+            on_shutdown(self._shutdown_threadsafe)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -254,6 +257,10 @@ class RealtimeServer:
                 await task
         with contextlib.suppress(Exception):
             await self.changes.close()
+        stop = getattr(self.config, "stop", None)
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(stop)
         await asyncio.to_thread(self.usage.close)
 
     def web_app(self) -> web.Application:
@@ -334,7 +341,7 @@ class RealtimeServer:
         if refused is not None:
             return refused
         assert tenant is not None and claims is not None and key is not None
-        rc = self.config.get(ref)
+        rc = await asyncio.to_thread(self.config.get, ref)  # the first read may hit the store
         ws = web.WebSocketResponse(max_msg_size=max(rc.max_payload_size_in_kb * 1024 * 2, 1024 * 1024),
                                    autoping=True)
         await ws.prepare(request)
@@ -372,6 +379,9 @@ class RealtimeServer:
     def _forget(self, hub: Hub) -> None:
         if not hub.conns and not hub.topics and self.hubs.get(hub.ref) is hub:
             del self.hubs[hub.ref]
+            forget = getattr(self.config, "forget", None)
+            if forget is not None:
+                forget(hub.ref)
 
     async def handle(self, conn: Conn, frame: Frame) -> None:
         if frame.topic == "phoenix":
@@ -621,7 +631,7 @@ class RealtimeServer:
         if refused is not None:
             return refused
         assert tenant is not None and apikey_claims is not None
-        rc = self.config.get(ref)
+        rc = await asyncio.to_thread(self.config.get, ref)
         if rc.suspend:
             return web.json_response({"message": "Realtime disabled for this tenant"}, status=403)
         bearer = request.headers.get("Authorization", "")
@@ -757,7 +767,8 @@ class RealtimeServer:
         return push
 
     # -- configuration changes and housekeeping -----------------------------------------------
-    def _config_changed_threadsafe(self, ref: str, config: RealtimeConfig) -> None:
+    def _on_loop(self, make: Callable[[], Any]) -> None:
+        """Run a coroutine on the server's loop, whichever thread calls (the config feed's)."""
         loop = self._loop
         if loop is None:
             return
@@ -766,9 +777,27 @@ class RealtimeServer:
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(self._config_changed(ref, config))
+            loop.create_task(make())
         else:
-            asyncio.run_coroutine_threadsafe(self._config_changed(ref, config), loop)
+            asyncio.run_coroutine_threadsafe(make(), loop)
+
+    def _config_changed_threadsafe(self, ref: str, config: RealtimeConfig) -> None:
+        self._on_loop(lambda: self._config_changed(ref, config))
+
+    def _shutdown_threadsafe(self, ref: str) -> None:
+        self._on_loop(lambda: self._shutdown_project(ref))
+
+    async def _shutdown_project(self, ref: str) -> None:
+        """The project's realtime was shut down (Management API): every socket is closed, as
+        Supabase's tenant shutdown does; clients reconnect by themselves."""
+        hub = self.hubs.get(ref)
+        if hub is None:
+            return
+        for conn in list(hub.conns):
+            conn.closed = True
+            with contextlib.suppress(asyncio.QueueFull):
+                conn.out.put_nowait(None)
+            asyncio.get_running_loop().create_task(conn.ws.close(code=1000, message=b"realtime shut down"))
 
     async def _config_changed(self, ref: str, config: RealtimeConfig) -> None:
         hub = self.hubs.get(ref)
