@@ -229,3 +229,17 @@ def test_operator_stats_and_kill9_reconnect(projects: dict[str, Any], edge_url: 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_max_concurrent_users_after_a_patch(projects: dict[str, Any], edge_url: str) -> None:
+    two = projects["two"]  # its own project: the limit must not touch the other tests' clients
+    r = projects["http"].request("PATCH", f"/v1/projects/{two['ref']}/config/realtime", token=two["token"],
+                                 json={"max_concurrent_users": 2})
+    assert r.status_code == 204, r.text
+    out = run_js("limit", {"url": f"{edge_url}/{two['ref']}", "anon": two["anon"], "vsn": "1.0.0",
+                           "tag": uuid.uuid4().hex[:6], "users": 2})
+    assert [j["status"] for j in out["joins"]] == ["SUBSCRIBED", "SUBSCRIBED", "CHANNEL_ERROR"], out
+    assert "ConnectionRateLimitReached: Too many connected users" in out["joins"][2]["error"]
+    r = projects["http"].request("PATCH", f"/v1/projects/{two['ref']}/config/realtime", token=two["token"],
+                                 json={"max_concurrent_users": 200})
+    assert r.status_code == 204, r.text
