@@ -79,7 +79,18 @@ def projects(platform: Platform, rpc: Any, gateway_url: str) -> dict[str, Any]:
     one = make_project(http, token, "realtime-one")
     two = make_project(http, token, "realtime-two")
     one["jwt_secret"] = rpc.projects.edge_tenant(one["ref"])["jwt_secret"]
+    # Ready when the realtime server knows both projects (its first lookup of a project goes to
+    # the projects service, which a busy machine makes slower than realtime-js's join timeout).
+    edge = settings_of(platform).edge_public_url
+    for p in (one, two):
+        wait_for(f"realtime of {p['ref']} answering", lambda p=p: requests.post(
+            f"{edge}/{p['ref']}/realtime/v1/api/broadcast", headers={"apikey": p["anon"]}, json={"messages": []},
+            timeout=20).status_code == 400, timeout=60)
     return {"one": one, "two": two, "http": http}
+
+
+def settings_of(platform: Platform) -> Settings:
+    return platform.settings
 
 
 def sign(secret: str, ref: str, role: str, exp_in: int, sub: str | None = None) -> str:
