@@ -156,7 +156,7 @@ def test_another_projects_key_is_refused(projects: dict[str, Any], edge_url: str
 def test_token_refresh_and_expiry(projects: dict[str, Any], edge_url: str) -> None:
     one = projects["one"]
     secret, ref = one["jwt_secret"], one["ref"]
-    short = sign(secret, ref, "authenticated", 4)
+    short = sign(secret, ref, "authenticated", 10)
     out = run_js("tokens", {"url": f"{edge_url}/{ref}", "anon": one["anon"], "vsn": "2.0.0",
                             "tag": uuid.uuid4().hex[:6], "shortToken": short,
                             "shortExp": jwt.decode(short, options={"verify_signature": False})["exp"],
