@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import re
 import time
@@ -842,7 +841,3 @@ class RealtimeServer:
                                           else f"project {hub.ref} is not available ({tenant.status})")
                 else:
                     hub.tenant = tenant
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
