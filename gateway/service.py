@@ -22,7 +22,7 @@ from .logredact import install as redact_access_logs
 from .paths import unsafe_path
 from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
-from .usage import UsageMeter, build_meter
+from .usage import GatewayMeter, build_meter
 
 METHODS = "GET,POST,PUT,PATCH,DELETE"
 
@@ -102,8 +102,9 @@ class GatewayService:
     metering = RpcProxy("metering")
     provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
     database = RpcProxy("database")
+    realtime = RpcProxy("realtime")
     sessions: Any = ApplicationProvider(_sessions)
-    usage: UsageMeter = ApplicationProvider(build_meter)
+    usage: GatewayMeter = ApplicationProvider(build_meter)
     limiter: Any = ApplicationProvider(build_limiter)
     settings: Any = SettingsProvider()
     auth_cache: AuthCache = ApplicationProvider(lambda s: AuthCache(s.gateway_auth_cache_ttl_s))

@@ -212,13 +212,52 @@ def functions_scenario(app: Any) -> None:
     app.delete_function(owner, ref, "hello", Projects(), Orgs(), CTX)
 
 
+def realtime_scenario(app: Any) -> None:
+    from services.realtime.config_views import MemoryConfigViews
+
+    app.views = MemoryConfigViews()
+
+    class Projects:
+        def get_project(self, user_id: str, ref: str) -> dict[str, Any]:
+            return {"ref": ref, "organization_slug": "acme-inc", "status": "ACTIVE_HEALTHY"}
+
+    class Orgs:
+        def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+            return {"slug": slug, "name": slug, "role": "owner"}
+
+    class Billing:
+        def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+            return {"plan": "pro", "realtime": {}}
+
+    owner, ref = "6b6fb872-a5ee-4210-a763-79eee06c21f6", "auyavwhkyjpmcwdydbso"
+    ctx = {**CTX, "actor": owner}
+    app.update_realtime_config(owner, ref, {"max_concurrent_users": 1000, "private_only": True}, Projects(), Orgs(),
+                               Billing(), ctx)
+    app.shutdown_realtime(owner, ref, Projects(), Orgs(), Billing(), ctx)
+    # The realtime server's meter, flushing into the same store (its usage outbox).
+    from services.realtime.server.usage import PEAK
+    from services.realtime.usage_outbox import RealtimeUsageOutbox, UsageBatch
+    from services.shared.usage import UsageMeter
+
+    class Outbox:  # RealtimeUsageOutbox.record_batch, on this store
+        def record_batch(self, records: list[dict[str, Any]]) -> None:
+            app.save(UsageBatch(records=records))
+
+    meter = UsageMeter(Outbox(), max_records=100, levels=frozenset({PEAK}))
+    meter.count("acme-inc", ref, "realtime_messages", 3, at=1767225600)
+    meter.level("acme-inc", ref, PEAK, 2, at=1767225610)
+    meter.level("acme-inc", ref, PEAK, 1, at=1767225620)
+    meter.flush()
+    assert RealtimeUsageOutbox.name == app.name
+
+
 def probe_scenario(app: Any) -> None:
     app.record_batch("run-1", [0, 1, 2], fail_seqs=frozenset({2}))
 
 
 def gateway_scenario(app: Any) -> None:
     # The gateway's real meter, flushing into its usage outbox: one batch of four records.
-    from gateway.usage import UsageMeter
+    from services.shared.usage import UsageMeter
 
     meter = UsageMeter(app, max_records=100)
     ref = "auyavwhkyjpmcwdydbso"
@@ -265,6 +304,7 @@ SCENARIOS: dict[str, Callable[[Any], None]] = {
     "provisioner": provisioner_scenario,
     "billing": billing_scenario,
     "functions": functions_scenario,
+    "realtime": realtime_scenario,
     "probe": probe_scenario,
     "gateway": gateway_scenario,
     "metering": metering_scenario,
