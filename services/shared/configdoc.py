@@ -42,12 +42,8 @@ ENSURE_INFRA_DOCS: dict[str, str] = {
     "AMQP_PORT": "RabbitMQ AMQP port",
     "MGMT_PORT": "RabbitMQ management API port (the plugin is enabled if it does not answer)",
     "MAXCONN_WANTED": "PostgreSQL max_connections the script raises the server to if it is lower (restarts PostgreSQL once)",
-<<<<<<< HEAD
     "SLOTS_WANTED": "PostgreSQL max_replication_slots and max_wal_senders the script raises the server to if lower (realtime's "
                     "Postgres changes; in the same single restart, with wal_level=logical)",
-=======
-    "SLOTS_WANTED": "PostgreSQL max_replication_slots (and max_wal_senders) the script raises the server to if lower, for realtime's Postgres changes (one replication slot per project with subscribers; restarts PostgreSQL once)",
->>>>>>> issue-13-server
     "PLATFORM_ROLE": "The platform's PostgreSQL role (the db_user setting): pg_hba.conf gets a scram-sha-256 rule for it",
     "SANDBOX_USER": "System user created (when run as root) for edge function workers (the functions_sandbox_user setting)",
 }
