@@ -106,7 +106,8 @@ def test_a_workload_per_platform_process_with_its_command(rendered: Any) -> None
         assert container["livenessProbe"] and container["startupProbe"]
 
 
-SINGLE = {"relay", "metering", "billing"}
+# realtime-server keeps channels and presence in memory (no multi-node fan-out yet).
+SINGLE = {"relay", "metering", "billing", "realtime-server"}
 
 
 def test_single_processes_stay_single_and_the_rest_scale_out(rendered: Any) -> None:
