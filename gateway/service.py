@@ -6,11 +6,11 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
 from werkzeug.wrappers import Request, Response
 
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, SettingsProvider, broadcast_handler, make_pool
+from services.shared.nameko_ext import (ApplicationProvider, RemotePort, SettingsProvider, TimedRpcProxy,
+                                        broadcast_handler, make_pool)
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
@@ -66,13 +66,13 @@ def _sessions(settings: Settings) -> SqlSessionStore:
 class GatewayService:
     name = "gateway"
 
-    orgs = RpcProxy("orgs")
-    billing = RpcProxy("billing")
-    projects = RpcProxy("projects")
-    functions = RpcProxy("functions")
-    metering = RpcProxy("metering")
-    provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
-    database = RpcProxy("database")
+    orgs = TimedRpcProxy("orgs")
+    billing = TimedRpcProxy("billing")
+    projects = TimedRpcProxy("projects")
+    functions = TimedRpcProxy("functions")
+    metering = TimedRpcProxy("metering")
+    provisioner = TimedRpcProxy("provisioner")  # only for sagas' history (admin panel)
+    database = TimedRpcProxy("database")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
     limiter: Any = ApplicationProvider(build_limiter)

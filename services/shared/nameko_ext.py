@@ -16,7 +16,7 @@ from nameko.events import BROADCAST, SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
-from nameko.rpc import rpc
+from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy, rpc
 
 from . import broker
 from .errors import BY_NAME, EXPECTED
@@ -98,6 +98,60 @@ def bound_shutdown() -> None:
         signal.signal(signal.SIGTERM, on_term)
     except ValueError:  # not the main thread: leave the handler as it is
         _deadline_armed = False
+
+
+class TimedMethodProxy(MethodProxy):
+    """A proxy method whose call gives up after `timeout` seconds with RpcTimeout (nameko 2
+    would wait for the reply forever: a stopped or wedged service would hold the caller's
+    worker for good). The request itself expires on the broker after the same time, so a
+    service that comes back does not work through requests nobody waits for any more."""
+
+    def __init__(self, *args: Any, timeout: float, **options: Any):
+        self.timeout = timeout
+        options.setdefault("expiration", timeout)  # seconds (kombu turns it into a per-message TTL)
+        super().__init__(*args, **options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import eventlet
+
+        reply = self._call(*args, **kwargs)
+        timer = eventlet.Timeout(self.timeout)
+        try:
+            return reply.result()
+        except eventlet.Timeout as t:
+            if t is not timer:
+                raise
+            # Forget the reply we gave up on (a late one is dropped as unknown).
+            events = self.reply_listener._reply_events
+            for key, event in list(events.items()):
+                if event is reply.reply_event:
+                    events.pop(key, None)
+            raise RpcTimeout(f"{self.service_name}.{self.method_name} did not answer within "
+                             f"{self.timeout:g}s") from None
+        finally:
+            timer.cancel()
+
+
+class TimedServiceProxy(ServiceProxy):
+    def __init__(self, *args: Any, timeout: float, **options: Any):
+        self.timeout = timeout
+        super().__init__(*args, **options)
+
+    def __getattr__(self, name: str) -> TimedMethodProxy:
+        return TimedMethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener,
+                                timeout=self.timeout, **self.options)
+
+
+class TimedRpcProxy(RpcProxy):
+    """nameko's RpcProxy, except that every call is bounded by `rpc_timeout_s` (settings)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.timeout = float(load_settings().rpc_timeout_s)
+
+    def get_dependency(self, worker_ctx: Any) -> TimedServiceProxy:
+        return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, timeout=self.timeout,
+                                 **self.options)
 
 
 class SettingsProvider(DependencyProvider):

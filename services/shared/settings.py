@@ -94,6 +94,7 @@ class Settings:
     k8s_storage_admin_key: str = field(repr=False, default="", metadata={"doc": "One of Storage's ADMIN_API_KEYS (the apikey header of its admin API)", "secret": True})
     k8s_storage_bucket: str = field(default="supaplatform-storage", metadata={"doc": "S3 bucket Storage keeps every tenant's objects in, under the prefix <ref>/"})
     k8s_kong_admin_url: str = field(default="http://kong-admin.platform-system.svc:8001", metadata={"doc": "Kong's Admin API (tenant services, routes, consumers)"})
+    rpc_timeout_s: float = field(default=30.0, metadata={"doc": "How long a process (the gateway, a service) waits for another service's RPC answer before giving up; the gateway then answers 503 with the reason. Longer than database_statement_timeout_ms, which an RPC may spend"})
     consumer_max_attempts: int = field(default=8, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
     consumer_retry_base_ms: int = field(default=500, metadata={"doc": "First retry delay; doubles per attempt"})
     functions_runtime_host: str = field(default="127.0.0.1", metadata={"doc": "Address the functions runtime listens on and the gateway reaches it at"})
