@@ -20,6 +20,7 @@ from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy, rpc
 
 from . import broker
 from .errors import BY_NAME, EXPECTED
+from .faults import describe, is_infrastructure_error
 from .contracts import ContractError, parse_message
 from .db import make_pool  # noqa: F401  (services wire their pools through this module)
 from .eventstore import open_application
@@ -196,6 +197,58 @@ class ReliableQueueConsumer(QueueConsumer):
         return consumers
 
 
+def database_answers(settings: Settings) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.db_conninfo, connect_timeout=3, application_name="consumer-probe") as conn:
+            conn.execute("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 -- any failure means "not yet"
+        return False
+
+
+class DependencyPause:
+    """Messages whose handling failed because a dependency was down wait here, unacked and
+    uncounted: the broker sends the handler no more than its prefetch meanwhile, so the
+    handler stops consuming. One green thread backs off (0.5 s doubling to 10 s) until the
+    database answers, then gives every held message back to its queue, to be handled again."""
+
+    def __init__(self, name: str, settings: Settings, requeue: Callable[[Any], None],
+                 answers: Callable[[Settings], bool] = database_answers):
+        self.name = name
+        self.settings = settings
+        self.requeue = requeue
+        self.answers = answers
+        self.held: list[Any] = []
+        self.waiting = False
+
+    def hold(self, container: Any, message: Any, why: str) -> None:
+        self.held.append(message)
+        if not self.waiting:
+            self.waiting = True
+            log.warning("%s paused: a dependency is unavailable (%s); messages wait uncounted and go back to "
+                        "the queue once the database answers", self.name, why[:300])
+            container.spawn_managed_thread(self._wait_then_resume, identifier=f"{self.name}.pause")
+
+    def _wait_then_resume(self) -> None:
+        import eventlet
+
+        delay = 0.5
+        try:
+            while True:
+                eventlet.sleep(delay)
+                if self.answers(self.settings):
+                    break
+                delay = min(delay * 2, 10.0)
+        finally:
+            held, self.held = self.held, []
+            self.waiting = False
+            log.warning("%s resumes: %d held message(s) back to the queue", self.name, len(held))
+            for message in held:
+                self.requeue(message)
+
+
 class ReliableEventHandler(EventHandler):
     """An event handler that never loses a message and never blocks its queue.
 
@@ -236,18 +289,33 @@ class ReliableEventHandler(EventHandler):
 
     def setup(self) -> None:
         super().setup()
+        # The producer's exchange as every declarer declares it (with its alternate exchange,
+        # broker.exchange_arguments): RabbitMQ refuses a declaration whose arguments differ.
+        from kombu import Exchange
+
+        ex = self.queue.exchange
+        self.queue.exchange = Exchange(ex.name, type=ex.type, durable=ex.durable, delivery_mode=ex.delivery_mode,
+                                       auto_delete=ex.auto_delete,
+                                       arguments=broker.exchange_arguments(self.source_service))
         self.settings = load_settings()
         self.policy = broker.FailurePolicy(self.settings.consumer_max_attempts, self.settings.consumer_retry_base_ms)
         self._publisher: broker.ConfirmingPublisher | None = None
         self._lock = threading.Lock()  # green under eventlet: one reroute at a time
+        self.pause = DependencyPause(self.queue.name, self.settings, self.queue_consumer.requeue_message)
 
-    def start(self) -> None:
-        super().start()
+    def declare_topology(self, *, failure_queues: bool) -> None:
         conn = broker.connect(self.settings)
         try:
-            broker.declare_failure_queues(conn.channel(), self.queue.name)
+            channel = conn.channel()
+            broker.declare_exchange(channel, self.source_service)  # and its alternate exchange
+            if failure_queues:
+                broker.declare_failure_queues(channel, self.queue.name)
         finally:
             conn.close()
+
+    def start(self) -> None:
+        self.declare_topology(failure_queues=True)
+        super().start()
 
     def stop(self) -> None:
         if self._publisher is not None:
@@ -268,7 +336,9 @@ class ReliableEventHandler(EventHandler):
         self.container.spawn_managed_thread(partial(self._reroute, message, error, permanent=True))
 
     def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
-        if exc_info is not None:
+        if exc_info is not None and is_infrastructure_error(exc_info[1]):
+            self.pause.hold(self.container, message, describe(exc_info[1]))
+        elif exc_info is not None:
             self._reroute(message, broker.describe_exception(exc_info[1]))
         else:
             self.queue_consumer.ack_message(message)
@@ -309,6 +379,7 @@ class BroadcastEventHandler(ReliableEventHandler):
         super().__init__(source_service, event_type, versions=versions, **kwargs)
 
     def start(self) -> None:
+        self.declare_topology(failure_queues=False)
         super(ReliableEventHandler, self).start()
 
     def _reroute(self, message: Any, error: str, *, permanent: bool = False) -> None:

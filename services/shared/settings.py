@@ -95,6 +95,8 @@ class Settings:
     k8s_storage_bucket: str = field(default="supaplatform-storage", metadata={"doc": "S3 bucket Storage keeps every tenant's objects in, under the prefix <ref>/"})
     k8s_kong_admin_url: str = field(default="http://kong-admin.platform-system.svc:8001", metadata={"doc": "Kong's Admin API (tenant services, routes, consumers)"})
     rpc_timeout_s: float = field(default=30.0, metadata={"doc": "How long a process (the gateway, a service) waits for another service's RPC answer before giving up; the gateway then answers 503 with the reason. Longer than database_statement_timeout_ms, which an RPC may spend"})
+    relay_unrouted_max_messages: int = field(default=100_000, metadata={"doc": "Events published with no queue bound for them are kept in <producer>.events.unrouted: at most this many per producer (the oldest go first). Fixed when the queue is first declared"})
+    relay_unrouted_ttl_s: int = field(default=7 * 24 * 3600, metadata={"doc": "...and for at most this long (seconds). The event stores keep every event regardless: `platformctl events replay` sends them again"})
     consumer_max_attempts: int = field(default=8, metadata={"doc": "Deliveries of a failing message before it is dead-lettered"})
     consumer_retry_base_ms: int = field(default=500, metadata={"doc": "First retry delay; doubles per attempt"})
     functions_runtime_host: str = field(default="127.0.0.1", metadata={"doc": "Address the functions runtime listens on and the gateway reaches it at"})
