@@ -306,14 +306,17 @@ def test_chaos_kill_every_process_restart_postgres_and_rabbitmq(
             requests.get(f"{url}/v1/projects/{ref}", headers=headers, timeout=30).json().get("status")
             == "ACTIVE_HEALTHY" for ref in list(load.refs)), timeout=90, interval=0.3)
 
-        # 1. kill -9 every platform process once; platform-run starts each again.
+        # 1. kill -9 every platform process once, in three waves; platform-run starts each again.
         before = runner.state()
         assert len(before) >= 13, before
-        for name, p in before.items():
-            os.kill(p["pid"], signal.SIGKILL)
-            wait_for(f"{name} to be restarted by platform-run",
-                     lambda: (q := runner.state().get(name)) and q["pid"] != p["pid"] and q["state"] == "running"
-                     and alive(q["pid"]), timeout=60, interval=0.1)
+        names = list(before)
+        for wave in (names[0::3], names[1::3], names[2::3]):
+            for name in wave:
+                os.kill(before[name]["pid"], signal.SIGKILL)
+            for name in wave:
+                wait_for(f"{name} to be restarted by platform-run",
+                         lambda: (q := runner.state().get(name)) and q["pid"] != before[name]["pid"]
+                         and q["state"] == "running" and alive(q["pid"]), timeout=60, interval=0.1)
         kills_done = time.monotonic()
 
         # 2. restart PostgreSQL (every session terminated; refused until it is back).
