@@ -11,7 +11,8 @@ RETRY_AFTER_S = 5
 # Remote exception types (nameko carries the class name) and local ones that mean "a
 # dependency is down", with the reason to give.
 _REMOTE = {"OperationalError": "the database is unavailable", "PoolTimeout": "the database is unavailable",
-           "InterfaceError": "the database is unavailable"}
+           "InterfaceError": "the database is unavailable", "RpcTimeout": "a service did not answer in time",
+           "UnknownService": "a service is not running"}
 
 
 def outage_reason(exc: BaseException) -> str | None:
@@ -28,6 +29,10 @@ def outage_reason(exc: BaseException) -> str | None:
         pass
     name = type(exc).__name__
     module = type(exc).__module__ or ""
+    if name == "RpcTimeout" and str(exc):  # ours say which service and how long (TimedRpcProxy)
+        return f"{exc}; try again shortly"
+    if name == "UnknownService":
+        return f"service {getattr(exc, '_service_name', '')} is not running; try again shortly"
     if name == "RpcTimeout" or (module.startswith(("amqp", "kombu")) and "rror" in name) or isinstance(
             exc, (ConnectionError, TimeoutError)):
         return "the message broker or a service is unavailable; try again shortly"

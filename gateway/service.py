@@ -6,13 +6,13 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from nameko.rpc import RpcProxy
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from services.shared.nameko_ext import ApplicationProvider, LeanRpcProxy, RemotePort, SettingsProvider, broadcast_handler, make_pool
+from services.shared.nameko_ext import (ApplicationProvider, LeanRpcProxy, RemotePort, SettingsProvider,
+                                        TimedRpcProxy, broadcast_handler, make_pool)
 from services.shared.settings import Settings, load_settings
 
 from .app import Gateway
@@ -94,15 +94,16 @@ def _sessions(settings: Settings) -> SqlSessionStore:
 class GatewayService:
     name = "gateway"
 
-    # The read path's services: lean requests (services/shared/nameko_ext.py, LeanRpcProxy).
+    # The read path's services: lean requests (services/shared/nameko_ext.py, LeanRpcProxy); the
+    # others through nameko's proxy. Both give up after rpc_timeout_s (RpcTimeout: a 503).
     orgs = LeanRpcProxy("orgs")
-    billing = RpcProxy("billing")
+    billing = TimedRpcProxy("billing")
     projects = LeanRpcProxy("projects")
-    functions = RpcProxy("functions")
-    metering = RpcProxy("metering")
-    provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
-    database = RpcProxy("database")
-    realtime = RpcProxy("realtime")
+    functions = TimedRpcProxy("functions")
+    metering = TimedRpcProxy("metering")
+    provisioner = TimedRpcProxy("provisioner")  # only for sagas' history (admin panel)
+    database = TimedRpcProxy("database")
+    realtime = TimedRpcProxy("realtime")
     sessions: Any = ApplicationProvider(_sessions)
     usage: GatewayMeter = ApplicationProvider(build_meter)
     limiter: Any = ApplicationProvider(build_limiter)

@@ -7,11 +7,11 @@ import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 from typing import Any
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort, TimedRpcProxy
 from services.shared.settings import load_settings
 
 from .application import BillingApplication, PaymentsPort, WebhookVerifier
@@ -40,9 +40,9 @@ class BillingService:
 
     app: BillingApplication = ApplicationProvider(build)
     adapters: Adapters = Adapters()
-    orgs = RpcProxy("orgs")
-    projects = RpcProxy("projects")
-    metering = RpcProxy("metering")
+    orgs = TimedRpcProxy("orgs")
+    projects = TimedRpcProxy("projects")
+    metering = TimedRpcProxy("metering")
 
     @rpc
     def health(self) -> dict[str, Any]:

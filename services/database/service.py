@@ -5,10 +5,10 @@ import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, TimedRpcProxy
 
 from .application import DatabaseApplication
 from .bootstrap import build
@@ -18,9 +18,9 @@ class DatabaseService:
     name = "database"
 
     app: DatabaseApplication = ApplicationProvider(build)
-    orgs = RpcProxy("orgs")
-    projects = RpcProxy("projects")
-    functions = RpcProxy("functions")
+    orgs = TimedRpcProxy("orgs")
+    projects = TimedRpcProxy("projects")
+    functions = TimedRpcProxy("functions")
 
     @rpc
     def health(self) -> dict[str, Any]:

@@ -8,10 +8,10 @@ import base64
 import zlib
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.shared.errors import EXPECTED, InvalidInput
-from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort, TimedRpcProxy
 
 from .application import FunctionsApplication
 from .bootstrap import build
@@ -34,8 +34,8 @@ class FunctionsService:
     history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: FunctionsApplication = ApplicationProvider(build)
-    projects = RpcProxy("projects")
-    orgs = RpcProxy("orgs")
+    projects = TimedRpcProxy("projects")
+    orgs = TimedRpcProxy("orgs")
 
     @rpc
     def health(self) -> dict[str, Any]:

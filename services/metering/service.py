@@ -8,11 +8,11 @@ import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, reliable_handler, TimedRpcProxy
 
 from .application import MeteringApplication
 from .bootstrap import build
@@ -24,9 +24,9 @@ class MeteringService:
     name = "metering"
 
     app: MeteringApplication = ApplicationProvider(build)
-    projects = RpcProxy("projects")
-    billing = RpcProxy("billing")
-    orgs = RpcProxy("orgs")
+    projects = TimedRpcProxy("projects")
+    billing = TimedRpcProxy("billing")
+    orgs = TimedRpcProxy("orgs")
 
     @rpc
     def health(self) -> dict[str, Any]:

@@ -4,10 +4,10 @@ import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, history_rpc
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, TimedRpcProxy
 
 from .adapters import ProjectsViaRpc
 from .application import OrgsApplication
@@ -21,7 +21,7 @@ class OrgsService:
     history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: OrgsApplication = ApplicationProvider(build)
-    projects = RpcProxy("projects")
+    projects = TimedRpcProxy("projects")
 
     @rpc
     def health(self) -> dict[str, Any]:

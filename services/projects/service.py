@@ -5,10 +5,10 @@ import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort, TimedRpcProxy
 
 from .application import ProjectsApplication
 from .bootstrap import build
@@ -21,9 +21,9 @@ class ProjectsService:
     history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: ProjectsApplication = ApplicationProvider(build)
-    orgs = RpcProxy("orgs")
-    billing = RpcProxy("billing")
-    provisioner = RpcProxy("provisioner")
+    orgs = TimedRpcProxy("orgs")
+    billing = TimedRpcProxy("billing")
+    provisioner = TimedRpcProxy("provisioner")
 
     @rpc
     def health(self) -> dict[str, Any]:

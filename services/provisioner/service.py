@@ -10,11 +10,11 @@ from typing import Any
 
 import eventlet
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 from nameko.timer import timer
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort
+from services.shared.nameko_ext import ApplicationProvider, history_rpc, reliable_handler, RemotePort, TimedRpcProxy
 from services.shared.settings import load_settings
 
 from .adapters import PgSagaLocks
@@ -61,11 +61,11 @@ class CredentialsViaRpc:
 class ProvisionerService:
     name = "provisioner"
     history = history_rpc()  # time travel over this service's store (admin panel)
-    orgs = RpcProxy("orgs")  # admin checks of the history RPC
+    orgs = TimedRpcProxy("orgs")  # admin checks of the history RPC
 
     app: ProvisionerApplication = ApplicationProvider(build)
     runner: SagaRunner = RunnerProvider()
-    projects = RpcProxy("projects")
+    projects = TimedRpcProxy("projects")
 
     @rpc
     def health(self) -> dict[str, Any]:

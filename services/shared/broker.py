@@ -46,11 +46,44 @@ def connect(settings: Settings, *, heartbeat: int = 0, frame_writer: Any = amqp_
     return conn
 
 
+def unrouted_name(producer: str) -> str:
+    """The alternate exchange of `<producer>.events`, and the queue bound to it: what no
+    queue was bound for is kept there instead of being dropped by the broker."""
+    return f"{exchange_name(producer)}.unrouted"
+
+
+def exchange_arguments(producer: str) -> dict[str, Any]:
+    """Every declarer of `<producer>.events` (the relay, consumers, nameko's event handlers,
+    integrators) passes these: RabbitMQ refuses a declaration whose arguments differ."""
+    return {"alternate-exchange": unrouted_name(producer)}
+
+
 def declare_exchange(channel: amqp.Channel, producer: str) -> str:
-    # Same arguments nameko uses for `<service>.events`, so either side may declare it first.
+    """`<producer>.events` (topic, durable) with its alternate exchange `<producer>.events.unrouted`
+    (fanout, durable): a message no binding matches goes there, not to the void."""
     name = exchange_name(producer)
-    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+    channel.exchange_declare(unrouted_name(producer), "fanout", durable=True, auto_delete=False)
+    channel.exchange_declare(name, "topic", durable=True, auto_delete=False, arguments=exchange_arguments(producer))
     return name
+
+
+def declare_unrouted_queue(conn: amqp.Connection, producer: str, *, ttl_s: int, max_messages: int) -> str:
+    """The durable queue that keeps `<producer>.events`' unroutable messages, bounded: at most
+    `max_messages` (the oldest go first) for at most `ttl_s`. Its bounds are fixed when it is
+    first declared; a queue declared with other bounds is used as it is."""
+    queue = unrouted_name(producer)
+    channel = conn.channel()
+    try:
+        try:
+            channel.queue_declare(queue, durable=True, auto_delete=False,
+                                  arguments={"x-message-ttl": int(ttl_s) * 1000, "x-max-length": int(max_messages)})
+        except amqp.exceptions.PreconditionFailed:
+            channel = conn.channel()  # the refusal closed that channel
+            channel.queue_declare(queue, passive=True)
+        channel.queue_bind(queue, queue, "")
+    finally:
+        channel.close()
+    return queue
 
 
 def declare_consumer_queues(channel: amqp.Channel, queue: str, bindings: Iterable[tuple[str, str]] = ()) -> None:

@@ -4,7 +4,10 @@
 message was already applied, so the caller skips the effect. `BatchConsumer` is the
 high-throughput consumer (no eventlet): it applies a whole batch of messages in one
 transaction, acks after commit, and isolates a failing message (retry with backoff, then
-dead-letter with its error) without holding up the rest.
+dead-letter with its error) without holding up the rest. An infrastructure fault (the
+database or the broker away, services.shared.faults) is no message's fault: the batch goes
+back to the queue uncounted, the consumer stops consuming, and resumes once the database
+answers again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import psycopg
 from . import broker
 from .contracts import ContractError, parse_message
 from .db import connect as db_connect
+from .faults import describe, is_infrastructure_error
 from .settings import Settings
 
 log = logging.getLogger("consumer")
@@ -46,6 +50,10 @@ def claim_many(cur: psycopg.Cursor, schema: str, consumer: str, event_ids: Seque
         (consumer, list(event_ids)),
     )
     return {str(r[0]) for r in cur.fetchall()}
+
+
+class DependencyDown(RuntimeError):
+    """The database (or the broker) failed under a batch: give it back, pause, resume."""
 
 
 BatchHandler = Callable[[psycopg.Cursor, list[dict[str, Any]]], None]
@@ -87,6 +95,7 @@ class BatchConsumer:
         self.stopping = threading.Event()
         self.applied = 0
         self.dead_lettered = 0
+        self.pauses = 0  # times consumption stopped because a dependency was down
 
     def stop(self) -> None:
         self.stopping.set()
@@ -119,9 +128,18 @@ class BatchConsumer:
             except Exception as exc:  # noqa: BLE001 -- reconnect; unacked messages come back
                 if self.stopping.is_set():
                     break
-                log.warning("consumer %s fault: %s; reconnecting in %.1fs", self.queue,
-                            broker.describe_exception(exc), backoff)
-                time.sleep(backoff)
+                if isinstance(exc, DependencyDown):
+                    # Closing the broker connection (below) gives every unacked message back to
+                    # the queue, with its attempts untouched; connecting starts with the
+                    # database, so nothing is consumed again until it answers.
+                    self.pauses += 1
+                    log.warning("consumer %s paused: the database is unavailable (%s); its messages go back "
+                                "to the queue uncounted; resuming once it answers (retry in %.1fs)",
+                                self.queue, exc, backoff)
+                else:
+                    log.warning("consumer %s fault: %s; reconnecting in %.1fs", self.queue,
+                                broker.describe_exception(exc), backoff)
+                self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
                 for c in (publisher, conn):
@@ -159,22 +177,38 @@ class BatchConsumer:
     def _process(self, db: psycopg.Connection, channel: amqp.Channel,
                  publisher: broker.ConfirmingPublisher, batch: list[amqp.Message]) -> None:
         good: list[tuple[amqp.Message, dict[str, Any]]] = []
+        settled: list[amqp.Message] = []  # committed or re-routed: never to be given back
         for msg in batch:
             try:
                 good.append((msg, self._decode(msg)))
             except ContractError as exc:
                 # Malformed: retrying cannot help. Park it with the reason.
                 self._fail(publisher, msg, str(exc), permanent=True)
+                settled.append(msg)
         try:
             self._apply(db, [env for _, env in good])
-        except Exception:  # noqa: BLE001 -- find the culprit one by one
+        except Exception as exc:  # noqa: BLE001 -- find the culprit one by one
+            self._unless_down(db, channel, settled, exc)
             for msg, env in good:
                 try:
                     self._apply(db, [env])
                 except Exception as exc:  # noqa: BLE001
+                    self._unless_down(db, channel, settled, exc)
                     self._fail(publisher, msg, broker.describe_exception(exc))
+                settled.append(msg)
         # Everything in the batch is now either committed or re-routed with a confirm.
         channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+
+    @staticmethod
+    def _unless_down(db: psycopg.Connection, channel: amqp.Channel, settled: list[amqp.Message],
+                     exc: BaseException) -> None:
+        """If `exc` is the database (or broker) being down, not the messages' fault: ack what is
+        already settled, one by one, and raise DependencyDown (the rest goes back uncounted)."""
+        if not (is_infrastructure_error(exc) or db.closed or db.broken):
+            return
+        for msg in settled:
+            channel.basic_ack(msg.delivery_tag)
+        raise DependencyDown(describe(exc)) from exc
 
     def _apply(self, db: psycopg.Connection, envelopes: list[dict[str, Any]]) -> None:
         with db.transaction():

@@ -72,7 +72,9 @@ def make_pool(settings: Settings, schema: str, ddl: str = "", max_size: int = 8)
     """An open autocommit connection pool on the platform database, after making sure the
     schema (and `ddl`, formatted with {schema}) exists."""
     ensure_schema(settings, schema, ddl)
+    # check: a connection PostgreSQL dropped (a restart, an outage) is replaced when it is
+    # taken, not handed to a request that would fail on it.
     pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=max_size, open=False,
-                          kwargs={"autocommit": True})
+                          kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
     pool.open(wait=True, timeout=10)
     return pool

@@ -16,10 +16,11 @@ from nameko.events import BROADCAST, SERVICE_POOL, EventHandler
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
-from nameko.rpc import ReplyListener, rpc
+from nameko.rpc import MethodProxy, ReplyListener, RpcProxy, ServiceProxy, rpc
 
 from . import broker
 from .errors import BY_NAME, EXPECTED
+from .faults import describe, is_infrastructure_error
 from .contracts import ContractError, parse_message
 from .db import make_pool  # noqa: F401  (services wire their pools through this module)
 from .eventstore import open_application
@@ -100,6 +101,60 @@ def bound_shutdown() -> None:
         _deadline_armed = False
 
 
+class TimedMethodProxy(MethodProxy):
+    """A proxy method whose call gives up after `timeout` seconds with RpcTimeout (nameko 2
+    would wait for the reply forever: a stopped or wedged service would hold the caller's
+    worker for good). The request itself expires on the broker after the same time, so a
+    service that comes back does not work through requests nobody waits for any more."""
+
+    def __init__(self, *args: Any, timeout: float, **options: Any):
+        self.timeout = timeout
+        options.setdefault("expiration", timeout)  # seconds (kombu turns it into a per-message TTL)
+        super().__init__(*args, **options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import eventlet
+
+        reply = self._call(*args, **kwargs)
+        timer = eventlet.Timeout(self.timeout)
+        try:
+            return reply.result()
+        except eventlet.Timeout as t:
+            if t is not timer:
+                raise
+            # Forget the reply we gave up on (a late one is dropped as unknown).
+            events = self.reply_listener._reply_events
+            for key, event in list(events.items()):
+                if event is reply.reply_event:
+                    events.pop(key, None)
+            raise RpcTimeout(f"{self.service_name}.{self.method_name} did not answer within "
+                             f"{self.timeout:g}s") from None
+        finally:
+            timer.cancel()
+
+
+class TimedServiceProxy(ServiceProxy):
+    def __init__(self, *args: Any, timeout: float, **options: Any):
+        self.timeout = timeout
+        super().__init__(*args, **options)
+
+    def __getattr__(self, name: str) -> TimedMethodProxy:
+        return TimedMethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener,
+                                timeout=self.timeout, **self.options)
+
+
+class TimedRpcProxy(RpcProxy):
+    """nameko's RpcProxy, except that every call is bounded by `rpc_timeout_s` (settings)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.timeout = float(load_settings().rpc_timeout_s)
+
+    def get_dependency(self, worker_ctx: Any) -> TimedServiceProxy:
+        return TimedServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, timeout=self.timeout,
+                                 **self.options)
+
+
 class SettingsProvider(DependencyProvider):
     """Loads the process's settings once, at container setup (never at import)."""
 
@@ -147,6 +202,58 @@ class ReliableQueueConsumer(QueueConsumer):
         return consumers
 
 
+def database_answers(settings: Settings) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.db_conninfo, connect_timeout=3, application_name="consumer-probe") as conn:
+            conn.execute("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 -- any failure means "not yet"
+        return False
+
+
+class DependencyPause:
+    """Messages whose handling failed because a dependency was down wait here, unacked and
+    uncounted: the broker sends the handler no more than its prefetch meanwhile, so the
+    handler stops consuming. One green thread backs off (0.5 s doubling to 10 s) until the
+    database answers, then gives every held message back to its queue, to be handled again."""
+
+    def __init__(self, name: str, settings: Settings, requeue: Callable[[Any], None],
+                 answers: Callable[[Settings], bool] = database_answers):
+        self.name = name
+        self.settings = settings
+        self.requeue = requeue
+        self.answers = answers
+        self.held: list[Any] = []
+        self.waiting = False
+
+    def hold(self, container: Any, message: Any, why: str) -> None:
+        self.held.append(message)
+        if not self.waiting:
+            self.waiting = True
+            log.warning("%s paused: a dependency is unavailable (%s); messages wait uncounted and go back to "
+                        "the queue once the database answers", self.name, why[:300])
+            container.spawn_managed_thread(self._wait_then_resume, identifier=f"{self.name}.pause")
+
+    def _wait_then_resume(self) -> None:
+        import eventlet
+
+        delay = 0.5
+        try:
+            while True:
+                eventlet.sleep(delay)
+                if self.answers(self.settings):
+                    break
+                delay = min(delay * 2, 10.0)
+        finally:
+            held, self.held = self.held, []
+            self.waiting = False
+            log.warning("%s resumes: %d held message(s) back to the queue", self.name, len(held))
+            for message in held:
+                self.requeue(message)
+
+
 class ReliableEventHandler(EventHandler):
     """An event handler that never loses a message and never blocks its queue.
 
@@ -187,18 +294,33 @@ class ReliableEventHandler(EventHandler):
 
     def setup(self) -> None:
         super().setup()
+        # The producer's exchange as every declarer declares it (with its alternate exchange,
+        # broker.exchange_arguments): RabbitMQ refuses a declaration whose arguments differ.
+        from kombu import Exchange
+
+        ex = self.queue.exchange
+        self.queue.exchange = Exchange(ex.name, type=ex.type, durable=ex.durable, delivery_mode=ex.delivery_mode,
+                                       auto_delete=ex.auto_delete,
+                                       arguments=broker.exchange_arguments(self.source_service))
         self.settings = load_settings()
         self.policy = broker.FailurePolicy(self.settings.consumer_max_attempts, self.settings.consumer_retry_base_ms)
         self._publisher: broker.ConfirmingPublisher | None = None
         self._lock = threading.Lock()  # green under eventlet: one reroute at a time
+        self.pause = DependencyPause(self.queue.name, self.settings, self.queue_consumer.requeue_message)
 
-    def start(self) -> None:
-        super().start()
+    def declare_topology(self, *, failure_queues: bool) -> None:
         conn = broker.connect(self.settings)
         try:
-            broker.declare_failure_queues(conn.channel(), self.queue.name)
+            channel = conn.channel()
+            broker.declare_exchange(channel, self.source_service)  # and its alternate exchange
+            if failure_queues:
+                broker.declare_failure_queues(channel, self.queue.name)
         finally:
             conn.close()
+
+    def start(self) -> None:
+        self.declare_topology(failure_queues=True)
+        super().start()
 
     def stop(self) -> None:
         if self._publisher is not None:
@@ -219,7 +341,9 @@ class ReliableEventHandler(EventHandler):
         self.container.spawn_managed_thread(partial(self._reroute, message, error, permanent=True))
 
     def handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
-        if exc_info is not None:
+        if exc_info is not None and is_infrastructure_error(exc_info[1]):
+            self.pause.hold(self.container, message, describe(exc_info[1]))
+        elif exc_info is not None:
             self._reroute(message, broker.describe_exception(exc_info[1]))
         else:
             self.queue_consumer.ack_message(message)
@@ -260,6 +384,7 @@ class BroadcastEventHandler(ReliableEventHandler):
         super().__init__(source_service, event_type, versions=versions, **kwargs)
 
     def start(self) -> None:
+        self.declare_topology(failure_queues=False)
         super(ReliableEventHandler, self).start()
 
     def _reroute(self, message: Any, error: str, *, permanent: bool = False) -> None:
@@ -438,7 +563,7 @@ def _lean_call(proxy: _LeanServiceProxy, method: str, *args: Any, **kwargs: Any)
     finally:
         proxy.listener._reply_events.pop(correlation_id, None)
     if response is None:
-        raise RpcTimeout(f"{proxy.service}.{method}: no reply within {proxy.timeout:g} s")
+        raise RpcTimeout(f"{proxy.service}.{method} did not answer within {proxy.timeout:g} s")
     if response.get("error"):
         raise deserialize(response["error"])
     return response["result"]

@@ -276,6 +276,14 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     for r in status["relay"]:
         print(f"  {r['producer']:<12} position {r['position']} of {r['newest']}  lag {r['lag']}")
 
+    unrouted = status.get("unrouted") or []
+    print("unrouted events (published while no queue was bound for them; kept in <producer>.events.unrouted)")
+    if not unrouted:
+        print("  none")
+    for u in unrouted:
+        types = ", ".join(f"{t} {n}" for t, n in sorted(u["event_types"].items()))
+        print(f"  {u['producer']:<12} {u['messages']:>7}  {u['queue']}  {types}")
+
     problems = status["problems"]
     print("ok" if not problems else "problems: " + "; ".join(problems))
     return 1 if status["down"] else 0
@@ -556,10 +564,14 @@ def cmd_upgrade_check(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_upgrade_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from .migrations import migrate
 
+    from .topology import ensure_event_exchanges
+
     done = migrate(settings)
     for m in done:
         print(f"applied {m}")
     print("no pending migrations" if not done else f"{len(done)} migration(s) applied")
+    for name in ensure_event_exchanges(settings, PRODUCERS):
+        print(f"rebuilt exchange {name} with its alternate exchange (bindings kept)")
     return 0
 
 

@@ -10,6 +10,13 @@ never waits for confirms: new events go out while earlier ones are still being c
 store's LISTEN/NOTIFY, so latency is not a poll interval. Publishing is at least once:
 after a crash the unconfirmed (or confirmed but not yet recorded) tail is sent again with
 the same event_ids, and consumers drop the duplicates.
+
+An event no queue is bound for is not dropped: `<producer>.events` has the alternate exchange
+`<producer>.events.unrouted`, whose durable queue of the same name keeps it (bounded by
+`relay_unrouted_max_messages` and `relay_unrouted_ttl_s`). The broker confirms such a
+publish only once that queue holds it, so the position never passes an event that is not
+kept somewhere. The relay watches that queue and logs when it grows; `platformctl status`
+lists what waits there, by event type.
 """
 
 from __future__ import annotations
@@ -106,6 +113,9 @@ class Relay:
         self.schema = spec.application.name
         self.relay_name = position_key(spec.producer)
         self.published = 0
+        self.unrouted = 0  # messages in <producer>.events.unrouted at the last look
+        self.unrouted_check_interval = 10.0
+        self._next_unrouted_check = 0.0
         self.stopping = threading.Event()
 
     # -- position ---------------------------------------------------------------------------
@@ -162,6 +172,9 @@ class Relay:
             now = time.monotonic()
             if in_flight and now - in_flight[0].sent_at > self.confirm_timeout:
                 raise broker.PublishError(f"publishes not confirmed within {self.confirm_timeout}s")
+            if now >= self._next_unrouted_check:
+                self.check_unrouted(publisher)
+                self._next_unrouted_check = now + self.unrouted_check_interval
             if confirmed > saved and now - last_save >= self.save_interval:
                 self.save_position(conn, confirmed)
                 saved, last_save = confirmed, now
@@ -188,6 +201,20 @@ class Relay:
         if confirmed > saved:
             self.save_position(conn, confirmed)
 
+    def check_unrouted(self, publisher: broker.ConfirmingPublisher) -> int:
+        """Look at how many of this producer's messages wait unrouted; say so when it grows."""
+        queue = broker.unrouted_name(self.spec.producer)
+        channel = publisher.conn.channel()
+        try:
+            count = int(channel.queue_declare(queue, passive=True).message_count)
+        finally:
+            channel.close()
+        if count > self.unrouted:
+            log.warning("relay %s: %d event(s) were published with no queue bound for them; they are kept in %s "
+                        "(see `platformctl status`)", self.spec.producer, count, queue)
+        self.unrouted = count
+        return count
+
     def select_after(self, position: int) -> list[Any]:
         return list(self.app.recorder.select_notifications(
             start=position, limit=self.batch_size, inclusive_of_start=False
@@ -204,6 +231,10 @@ class Relay:
                     conn.execute(f"LISTEN {events_channel(self.spec.application)}")
                     publisher = broker.ConfirmingPublisher(self.settings)
                     broker.declare_exchange(publisher.channel, self.spec.producer)
+                    broker.declare_unrouted_queue(publisher.conn, self.spec.producer,
+                                                  ttl_s=self.settings.relay_unrouted_ttl_s,
+                                                  max_messages=self.settings.relay_unrouted_max_messages)
+                    self._next_unrouted_check = 0.0
                     position = self.load_position(conn)
                     log.info("relay %s started at position %d", self.spec.producer, position)
                     backoff = 0.2

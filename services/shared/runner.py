@@ -178,6 +178,13 @@ class Platform:
         from .migrations import migrate
 
         migrate(self.settings)
+        # Every producer's exchange with its alternate exchange, rebuilt if an older release
+        # declared it without one, before any process declares or publishes (services.shared.topology).
+        from .relay import PRODUCERS
+        from .topology import ensure_event_exchanges
+
+        for name in ensure_event_exchanges(self.settings, PRODUCERS):
+            print(f"rebuilt exchange {name} with its alternate exchange (bindings kept)", flush=True)
         admin = RabbitAdmin(self.settings)
         relay = [s for s in self.specs if s.name == "relay"]
         for spec in [s for s in self.specs if s.name != "relay"]:

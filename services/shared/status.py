@@ -48,10 +48,13 @@ def exact_depths(settings: Settings, names: list[str]) -> dict[str, tuple[int, i
 
 def relay_position(settings: Settings, spec: RelaySpec, conn: psycopg.Connection | None = None) -> int:
     with _connection(settings, conn) as c:
-        row = c.execute(
-            f'SELECT position FROM "{spec.application.name}".relay_position WHERE relay = %s',
-            (position_key(spec.producer),),
-        ).fetchone()
+        try:
+            row = c.execute(
+                f'SELECT position FROM "{spec.application.name}".relay_position WHERE relay = %s',
+                (position_key(spec.producer),),
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0  # that service never started here: nothing relayed
     return int(row[0]) if row else 0
 
 
@@ -123,12 +126,31 @@ def supervisor_status(settings: Settings) -> dict[str, Any] | None:
     return state
 
 
+def unrouted_event_types(settings: Settings, queue: str, sample: int = 200) -> dict[str, int]:
+    """event type -> count among the first `sample` messages of an unrouted queue (a peek:
+    the management API takes them and puts them back)."""
+    admin = RabbitAdmin(settings, timeout=5)
+    try:
+        r = requests.post(admin._url("queues", settings.amqp_vhost, queue, "get"), auth=admin.auth, timeout=5,
+                          json={"count": sample, "ackmode": "ack_requeue_true", "encoding": "auto"})
+        r.raise_for_status()
+    except requests.RequestException:
+        return {}
+    types: dict[str, int] = {}
+    for m in r.json():
+        key = str(m.get("routing_key") or "?")
+        types[key] = types.get(key, 0) + 1
+    return types
+
+
 def platform_status(settings: Settings) -> dict[str, Any]:
     """Everything `platformctl status` shows, as data:
 
     processes: [{name, up, detail}] for every service, the gateway and the relay;
     queues: [{name, ready, unacked, consumers, dead_letters}] (RPC reply queues left out);
-    relay: [{producer, position, newest, lag}]; problems: [text]; down: [process names].
+    relay: [{producer, position, newest, lag}]; unrouted: [{producer, queue, messages,
+    event_types}] (events published while no queue was bound for them); problems: [text];
+    down: [process names].
     """
     admin = RabbitAdmin(settings, timeout=3)
     # RPC callers' private reply queues are noise (and exclusive to their connections).
@@ -142,6 +164,13 @@ def platform_status(settings: Settings) -> dict[str, Any]:
         queues.append({"name": q["name"], "ready": ready, "unacked": unacked, "consumers": consumers,
                        "dead_letters": total if q["name"].endswith(".dlq") else 0})
     consumers_of = {q["name"]: q["consumers"] for q in queues}
+    # Events published while no queue was bound for them: the exchanges' alternate exchange
+    # keeps them in <producer>.events.unrouted (broker.declare_exchange), never dropped.
+    suffix = broker.unrouted_name("")  # ".events.unrouted"
+    unrouted = [{"producer": q["name"][:-len(suffix)], "queue": q["name"],
+                 "messages": q["ready"] + q["unacked"],
+                 "event_types": unrouted_event_types(settings, q["name"]) if q["ready"] else {}}
+                for q in queues if q["name"].endswith(suffix) and q["ready"] + q["unacked"] > 0]
 
     processes: list[dict[str, Any]] = []
     live = [s for s in SERVICES if consumers_of.get(f"rpc-{s}", 0) > 0]
@@ -198,4 +227,4 @@ def platform_status(settings: Settings) -> dict[str, Any]:
                 problems.append(f"{name} restarted {p['restarts']} time(s), last exit "
                                 f"{(p.get('last_exit') or {}).get('code')}")
     return {"processes": processes, "queues": queues, "relay": relay, "down": down, "problems": problems,
-            "supervisor": supervisor}
+            "supervisor": supervisor, "unrouted": unrouted}

@@ -43,7 +43,7 @@ SCRIPTS = _scripts_dir()
 class BrokerNode:
     """One RabbitMQ node of our own; `start()`, then `ctl("stop_app")` / `ctl("start_app")`."""
 
-    def __init__(self, log_dir: Path, vhost: str = "/"):
+    def __init__(self, log_dir: Path, vhost: str = "/", *, management: bool = False):
         assert SCRIPTS is not None, "RabbitMQ's server scripts are not installed here"
         self.base = Path(tempfile.mkdtemp(prefix="sp-rmq-"))
         self.log_dir = log_dir
@@ -53,6 +53,9 @@ class BrokerNode:
         self.user = "sp_test"
         self.password = secrets.token_urlsafe(18)
         self.vhost = vhost
+        # The management plugin, on a free loopback port: for a whole platform (platform-run
+        # waits for RPC consumers through it, platformctl status reads queues through it).
+        self.management_port = free_port() if management else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- environment -----------------------------------------------------------------------
@@ -81,7 +84,7 @@ class BrokerNode:
         cookie = b / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16))
         cookie.chmod(0o400)
-        (b / "enabled_plugins").write_text("[].\n")
+        (b / "enabled_plugins").write_text("[rabbitmq_management].\n" if self.management_port else "[].\n")
         (b / "rabbitmq-env.conf").write_text("")
         conf = b / "rabbitmq.conf"
         conf.touch(mode=0o600)
@@ -94,27 +97,37 @@ class BrokerNode:
             "default_permissions.configure = .*\n"
             "default_permissions.read = .*\n"
             "default_permissions.write = .*\n"
+            + (f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+               if self.management_port else "")
         )
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def settings_overrides(self) -> dict[str, Any]:
-        """What a Settings needs to use this node. No management API here: its URL points at
-        a closed port, so anything that tried it would fail loudly, not reach the system's."""
+        """What a Settings needs to use this node. Without the management plugin its URL points
+        at a closed port, so anything that tried it would fail loudly, not reach the system's."""
         return dict(amqp_host="127.0.0.1", amqp_port=self.port, amqp_user=self.user,
                     amqp_password=self.password, amqp_vhost=self.vhost,
-                    rabbitmq_management_url=f"http://127.0.0.1:{free_port()}")
+                    rabbitmq_admin_user=self.user, rabbitmq_admin_password=self.password,
+                    rabbitmq_management_url=f"http://127.0.0.1:{self.management_port or free_port()}")
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = 180.0) -> None:
         self._write_files()
         with open(self.log_dir / "node.stdout.log", "ab") as out:
             self.proc = subprocess.Popen([str(SCRIPTS / "rabbitmq-server")], cwd=self.base, env=self.env(),
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         # The node registers with epmd a moment after boot begins; until then the CLI says
         # "not running". await_startup then waits for the boot itself.
+        def booted() -> bool:
+            try:
+                return self.ctl("await_startup", "--timeout", "30", check=False, timeout=45).returncode == 0
+            except Exception as e:  # noqa: BLE001 -- TimeoutExpired (eventlet's or the stdlib's): ask again
+                if "TimeoutExpired" not in type(e).__name__:
+                    raise
+                return False
+
         wait_for(f"RabbitMQ node {self.name} to boot",
-                 lambda: self.ctl("await_startup", "--timeout", "30", check=False, timeout=45).returncode == 0
-                 or self.proc is None or self.proc.poll() is not None,
+                 lambda: booted() or self.proc is None or self.proc.poll() is not None,
                  timeout=timeout, interval=0.5)
         assert self.proc.poll() is None, f"RabbitMQ node {self.name} exited:\n{self.log_tail()}"
 

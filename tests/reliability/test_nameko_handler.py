@@ -170,3 +170,42 @@ def test_malformed_event_is_dead_lettered_at_once_and_queue_keeps_flowing(
     # The good message behind it is applied, and the service is still up.
     wait_for("the good message after it", lambda: subscriptions(settings, good["payload"]["slug"]))
     assert platform.procs["billing"].poll() is None, "billing died on a malformed message"
+
+
+@pytest.mark.timeout(300)
+def test_handler_pauses_through_a_database_outage_and_dead_letters_nothing() -> None:
+    """billing's handler reaches PostgreSQL through a TCP proxy the test cuts: events that
+    arrive meanwhile wait (uncounted, whatever consumer_max_attempts says) and are applied
+    once it is back; nothing lands in the DLQ."""
+    from tests.support import TcpProxy
+
+    with fresh_settings("nout", consumer_max_attempts=2, consumer_retry_base_ms=50) as s:
+        proxy = TcpProxy(s.db_host, s.db_port)
+        through = s.with_overrides(db_host="127.0.0.1", db_port=proxy.port)
+        platform = Platform(through, log_dir=ARTIFACTS / "logs" / s.db_name, only=["billing"])
+        try:
+            platform.start(timeout=60)
+            wait_for("billing to consume its event queue", lambda: consumers(s, QUEUE) > 0)
+            first = f"out-{uuid.uuid4().hex[:8]}"
+            publish(s, json.dumps(organization_created(first)).encode())
+            wait_for("billing to record the first subscription", lambda: subscriptions(s, first))
+
+            proxy.cut()
+            slugs = [f"out-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+            publish(s, *[json.dumps(organization_created(slug)).encode() for slug in slugs])
+            log = ARTIFACTS / "logs" / s.db_name / "billing.log"
+            wait_for("billing to pause (or dead-letter)",
+                     lambda: "paused" in log.read_text(errors="replace") or ready(s, DLQ) > 0, timeout=120)
+            assert ready(s, DLQ) == 0, "an event was dead-lettered because the database was down"
+
+            proxy.restore()
+            for slug in slugs:
+                wait_for(f"billing to record {slug} after the outage", lambda: subscriptions(s, slug), timeout=60)
+            assert "resumes" in log.read_text(errors="replace")
+            assert ready(s, DLQ) == 0
+            for slug in [first, *slugs]:
+                assert len(subscriptions(s, slug)) == 1
+        finally:
+            proxy.restore()
+            platform.stop()
+            proxy.close()

@@ -105,6 +105,8 @@ def make_relay(store: FakeStore, publisher: FakePublisher, **options: Any) -> Re
 
     relay.publish_batch = publish_batch  # type: ignore[method-assign]
     relay.save_position = lambda conn, pos: store.saved.append(pos)  # type: ignore[method-assign]
+    relay.unrouted, relay.unrouted_check_interval = 0, 10.0
+    relay._next_unrouted_check = float("inf")  # no broker behind the fake to look at
     return relay
 
 
