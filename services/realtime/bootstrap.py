@@ -6,16 +6,26 @@ from services.shared.db import ensure_schema
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
+from .adapters import NoRuntime, RealtimeRuntime, SupabaseRealtimeTenants
 from .application import RealtimeApplication
 from .config_views import DDL, ConfigRecorder, MemoryConfigViews, SqlConfigViews
+
+
+def runtime_for(settings: Settings) -> RealtimeRuntime:
+    """Where settings take effect besides our own server: Supabase Realtime's tenants API on
+    the kubernetes driver; nowhere else on the local one."""
+    if settings.provisioner_driver == "kubernetes":
+        return SupabaseRealtimeTenants(settings.k8s_realtime_url, settings.k8s_realtime_api_secret)
+    return NoRuntime()
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> RealtimeApplication:
     if in_memory:
         app = open_application(RealtimeApplication, settings, in_memory=True)
         app.views = MemoryConfigViews()
-        return app
-    ensure_schema(settings, "realtime", DDL)
-    app = open_application(RealtimeApplication, settings, recorder=ConfigRecorder)
-    app.views = SqlConfigViews(app.recorder.datastore)  # type: ignore[attr-defined]
+    else:
+        ensure_schema(settings, "realtime", DDL)
+        app = open_application(RealtimeApplication, settings, recorder=ConfigRecorder)
+        app.views = SqlConfigViews(app.recorder.datastore)  # type: ignore[attr-defined]
+    app.runtime = runtime_for(settings)
     return app

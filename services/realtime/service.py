@@ -9,7 +9,7 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, history_rpc
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, history_rpc, reliable_handler
 
 from .application import RealtimeApplication
 from .bootstrap import build
@@ -55,3 +55,12 @@ class RealtimeService:
     def realtime_config_row(self, ref: str) -> dict[str, Any]:
         """For the realtime server and the platform's own tools: the settings in force."""
         return self.app.config_row(ref)
+
+    # -- its own messages, applied where Supabase Realtime serves the project (kubernetes) -------
+    @reliable_handler("realtime", "realtime_config_changed")
+    def on_config_changed(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_to_runtime(envelope)
+
+    @reliable_handler("realtime", "realtime_shutdown_requested")
+    def on_shutdown_requested(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_to_runtime(envelope)
