@@ -45,7 +45,7 @@ from services.shared.settings import Settings, load_settings
 
 from ..paths import unsafe_path
 from ..usage import UsageMeter
-from .tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
+from services.shared.tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
 
 log = logging.getLogger("gateway.edge")
 
@@ -369,14 +369,16 @@ def build_edge(settings: Settings) -> Edge:
     from ..usage import build_meter
     from .functions import FunctionsUpstream
 
+    from .realtime import RealtimeUpstream
     from .rest import RestUpstream
-    from .tenants import ProjectsRpc
+    from services.shared.tenants import ProjectsRpc
 
     rpc = ProjectsRpc(settings)
     tenants = Tenants(settings, lambda ref: rpc.call("edge_tenant", ref))
     edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants)
     edge.mount(FunctionsUpstream(settings))
     edge.mount(RestUpstream(settings, tenants))
+    edge.mount(RealtimeUpstream(settings))
     mount_auth_and_storage(edge, settings)
     return edge
 
