@@ -66,6 +66,22 @@ class SupabaseRealtimeTenants:
         return self._call("POST", f"/api/tenants/{ref}/shutdown") != 404
 
 
+class RealtimeServerStats:
+    """The realtime server's operator stats (`GET /internal/stats` on loopback, with the
+    platform's internal bearer token; tenant code cannot make that token)."""
+
+    def __init__(self, base: str, token: str, timeout: float = 5.0):
+        self.base = base.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        r = requests.get(f"{self.base}/internal/stats", headers={"Authorization": f"Bearer {self.token}"},
+                         timeout=self.timeout)
+        r.raise_for_status()
+        return dict(r.json().get("projects") or {})
+
+
 class NoRuntime:
     """The local driver: our own server hears changes through its feed; nothing else to tell."""
 

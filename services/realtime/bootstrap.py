@@ -6,7 +6,9 @@ from services.shared.db import ensure_schema
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
 
-from .adapters import NoRuntime, RealtimeRuntime, SupabaseRealtimeTenants
+from services.shared.crypto import internal_token
+
+from .adapters import NoRuntime, RealtimeRuntime, RealtimeServerStats, SupabaseRealtimeTenants
 from .application import RealtimeApplication
 from .config_views import DDL, ConfigRecorder, MemoryConfigViews, SqlConfigViews
 
@@ -29,3 +31,8 @@ def build(settings: Settings, *, in_memory: bool = False) -> RealtimeApplication
         app.views = SqlConfigViews(app.recorder.datastore)  # type: ignore[attr-defined]
     app.runtime = runtime_for(settings)
     return app
+
+
+def build_server_stats(settings: Settings) -> RealtimeServerStats:
+    return RealtimeServerStats(f"http://{settings.realtime_host}:{settings.realtime_port}",
+                               internal_token(settings, "realtime"))

@@ -78,6 +78,7 @@ route("/admin/organizations", signedIn(admin.organizations));
 route("/admin/projects", signedIn(admin.projects));
 route("/admin/users", signedIn(admin.users));
 route("/admin/health", signedIn(admin.health));
+route("/admin/realtime", signedIn(admin.realtime));
 route("/admin/history", signedIn(admin.history));
 
 setNotFound(async () => {

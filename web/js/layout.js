@@ -39,7 +39,7 @@ export function accountNav() {
 
 export function adminNav() {
   return [{ heading: "Admin", links: [["Overview", "/admin"], ["Organizations", "/admin/organizations"],
-    ["Projects", "/admin/projects"], ["Users", "/admin/users"], ["System health", "/admin/health"],
+    ["Projects", "/admin/projects"], ["Users", "/admin/users"], ["Realtime", "/admin/realtime"], ["System health", "/admin/health"],
     ["History", "/admin/history"]] }];
 }
 
