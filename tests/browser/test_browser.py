@@ -26,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 BUDGET_S = 360
 
 
+@pytest.mark.timeout(BUDGET_S + 180)  # the suite's own budget, plus starting and stopping it
 def test_dashboard_in_chromium(settings: Settings, platform: Platform, gateway_url: str) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (scripts/ensure_infra.sh), or apt-get install chromium")

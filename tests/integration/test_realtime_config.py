@@ -239,3 +239,15 @@ def test_admin_view_and_shutdown_disconnects_the_projects_clients(http: Any, rpc
         tenant.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots WHERE slot_name = %s",
                        (slot, slot))
         tenant.close()
+
+
+def test_dashboard_may_connect_to_the_project_edge_and_nowhere_else(gateway_url: str, settings: Settings) -> None:
+    import requests
+    from urllib.parse import urlsplit
+
+    csp = requests.get(f"{gateway_url}/project/abcdefghijklmnopqrst/realtime/inspector", timeout=20) \
+        .headers["Content-Security-Policy"]
+    connect = next(d for d in csp.split(";") if d.strip().startswith("connect-src")).split()[1:]
+    edge = urlsplit(settings.edge_public_url).netloc
+    assert connect == ["'self'", f"http://{edge}", f"ws://{edge}"]
+    assert "script-src 'self';" in csp  # scripts still from this origin only
