@@ -6,6 +6,7 @@ with its time and latency."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import expect
@@ -55,7 +56,9 @@ def test_inspector_receives_the_broadcast_it_sent(owner: Person, story: dict[str
     owner.titled("Realtime inspector")
     page.locator("input[name=channel]").fill("browser-room")
     page.get_by_role("button", name="Join").click()
-    expect(page.locator("#rt-status")).to_contain_text("Joined browser-room as anon")
+    # The project's first realtime connection: the edge and the server look the project up
+    # first (seconds on a loaded machine), so this wait is longer than expect's default.
+    expect(page.locator("#rt-status")).to_contain_text("Joined browser-room as anon", timeout=30_000)
     page.locator("input[name=event]").fill("greeting")
     page.locator("textarea[name=payload]").fill('{"text": "hello from the inspector"}')
     page.get_by_role("button", name="Send broadcast").click()
@@ -68,3 +71,27 @@ def test_inspector_receives_the_broadcast_it_sent(owner: Person, story: dict[str
     owner.shot("41-realtime-inspector")
     page.get_by_role("button", name="Leave").click()
     expect(page.locator("#rt-status")).to_contain_text("Left the channel")
+
+
+def test_inspector_joins_as_a_signed_in_test_user_and_as_the_service_role(owner: Person, story: dict[str, Any]) -> None:
+    ref = story["ref"]
+    user = owner.fetch("POST", f"/platform/projects/{ref}/auth/users",
+                       {"email": "inspector-user@example.com", "password": "inspector-password-1"})
+    assert user["status"] == 201, user
+    page = owner.go(f"/project/{ref}/realtime/inspector")
+    owner.titled("Realtime inspector")
+    page.locator("select[name=role]").select_option("authenticated")
+    page.locator("input[name=email]").fill("inspector-user@example.com")
+    page.locator("input[name=password]").fill("inspector-password-1")
+    page.get_by_role("button", name="Sign in test user").click()
+    # The browser signed the user in at the project's Auth on the edge: its JWT is in the field.
+    expect(page.locator("textarea[name=jwt]")).to_have_value(re.compile(r"^ey[\w-]+\.[\w-]+\.[\w-]+$"))
+    page.locator("input[name=channel]").fill("user-room")
+    page.get_by_role("button", name="Join").click()
+    expect(page.locator("#rt-status")).to_contain_text("Joined user-room as authenticated", timeout=30_000)
+
+    page.locator("select[name=role]").select_option("service_role")
+    page.locator("input[name=channel]").fill("service-room")
+    page.get_by_role("button", name="Join").click()
+    expect(page.locator("#rt-status")).to_contain_text("Joined service-room as service_role", timeout=30_000)
+    page.get_by_role("button", name="Leave").click()

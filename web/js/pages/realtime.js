@@ -250,7 +250,9 @@ export async function inspector({ params }) {
     channel = socket.channel(name, { accessToken: token, config: {
       broadcast: { self: selfEcho.input.checked, ack: true }, presence: { key: "" }, postgres_changes: [],
       private: isPrivate.input.checked } });
-    channel.on((frame) => record(frame));
+    // Replies answer this inspector's own pushes: the join's shows in the status line, a
+    // broadcast's ack is listed with its round trip where it was sent.
+    channel.on((frame) => { if (frame.event !== "phx_reply") record(frame); });
     const reply = await channel.join();
     if (reply.status === "ok") {
       status.textContent = `Joined ${name} as ${role.input.value}${isPrivate.input.checked ? " (private)" : ""}.`;
