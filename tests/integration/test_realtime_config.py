@@ -183,7 +183,9 @@ def open_socket(edge_url: str, ref: str, anon: str, topic: str) -> Any:
     import websocket
 
     url = edge_url.replace("http", "ws", 1) + f"/{ref}/realtime/v1/websocket?apikey={anon}&vsn=1.0.0"
-    ws = websocket.create_connection(url, timeout=10)
+    # A project's first connection wakes the edge's and the server's lookups of it: seconds
+    # on a loaded machine, so a generous bound.
+    ws = websocket.create_connection(url, timeout=60)
     ws.send(json.dumps({"topic": f"realtime:{topic}", "event": "phx_join", "ref": "1", "join_ref": "1",
                         "payload": {"config": {"broadcast": {"self": True}, "presence": {"key": "ops"}}}}))
     reply = json.loads(ws.recv())
@@ -204,7 +206,7 @@ def test_admin_view_and_shutdown_disconnects_the_projects_clients(http: Any, rpc
     ws = open_socket(edge_url, ref, anon, "ops-room")
     tenant = connect(settings, dbname=ref, autocommit=True)
     try:
-        tenant.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (slot,))
+        tenant.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
         tenant.execute("CREATE TABLE IF NOT EXISTS public.wal_noise (id int)")  # some WAL behind the slot
 
         # Non-admins: 403.
@@ -216,7 +218,7 @@ def test_admin_view_and_shutdown_disconnects_the_projects_clients(http: Any, rpc
             return mine[0] if mine and mine[0]["clients"] >= 1 and mine[0]["slots"] else None
         p = wait_for("the project in the operator view", seen)
         assert any("ops-room" in t for t in p["topics"]) and p["joined_channels"] >= 1
-        assert [s["slot_name"] for s in p["slots"]] == [slot] and p["slots"][0]["plugin"] == "wal2json"
+        assert [s["slot_name"] for s in p["slots"]] == [slot] and p["slots"][0]["plugin"] == "pgoutput"
         assert p["slot_lag_bytes"] is not None and p["slot_lag_bytes"] >= 0
 
         # Shutdown: the server hears it (the feed) and closes the project's sockets.
