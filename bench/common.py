@@ -68,7 +68,7 @@ def throwaway_settings(prefix: str, workdir: Path, *, edge: bool = False, **over
         overrides = {"edge_port": edge_port, "edge_public_url": f"http://127.0.0.1:{edge_port}", **overrides}
     return load_settings().with_overrides(
         db_name=f"sp_{suffix}", amqp_vhost=f"sp_{suffix}", gateway_port=port, public_url=f"http://127.0.0.1:{port}",
-        functions_runtime_port=free_port(), state_dir=str(workdir / "state"), **overrides)
+        functions_runtime_port=free_port(), realtime_port=free_port(), state_dir=str(workdir / "state"), **overrides)
 
 
 def sign_up(http: requests.Session, base: str, *, password: str = PASSWORD, email_prefix: str = "bench",

@@ -15,9 +15,9 @@ from .app import json_response
 from .errors import HttpError
 from .routing import route
 
-METRICS = ["api_requests", "egress_bytes", "function_invocations", "realtime_messages", "db_size_bytes",
-           "storage_bytes"]
-GAUGES = {"db_size_bytes", "storage_bytes"}
+METRICS = ["api_requests", "egress_bytes", "function_invocations", "realtime_messages", "realtime_peak_connections",
+           "db_size_bytes", "storage_bytes"]
+GAUGES = {"db_size_bytes", "storage_bytes", "realtime_peak_connections"}
 GRANULARITIES = ["hour", "day", "week", "month"]
 Ctx = dict[str, Any]
 

@@ -44,7 +44,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from services.shared.settings import Settings, load_settings
 
 from ..paths import unsafe_path
-from ..usage import UsageMeter
+from services.shared.usage import UsageMeter
 from services.shared.tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
 
 log = logging.getLogger("gateway.edge")

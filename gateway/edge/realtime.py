@@ -41,7 +41,7 @@ class RealtimeUpstream:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=30.0))
+                timeout=aiohttp.ClientTimeout(total=None, connect=10.0, sock_read=30.0))
         return self._session
 
     def _headers(self, call: Call) -> dict[str, str]:
@@ -76,7 +76,8 @@ class RealtimeUpstream:
                                                        max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
         except aiohttp.WSServerHandshakeError as exc:
             return web.json_response({"message": exc.message or "refused"}, status=exc.status)
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("realtime server unreachable for %s: %r", call.ref, exc)
             return web.json_response({"message": "the realtime service is unavailable; try again shortly"},
                                      status=502)
         client = web.WebSocketResponse(autoping=True, max_msg_size=0)

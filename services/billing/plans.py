@@ -17,9 +17,9 @@ import yaml
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "plans.yaml"
 
 METRICS = ("db_size_bytes", "egress_bytes", "storage_bytes", "function_invocations", "realtime_messages",
-           "api_requests")
+           "realtime_peak_connections", "api_requests")
 # Gauges are billed on their peak in the period; the others are counters (the period's sum).
-GAUGES = ("db_size_bytes", "storage_bytes")
+GAUGES = ("db_size_bytes", "storage_bytes", "realtime_peak_connections")
 QUOTA_KEYS = {"included", "unit", "overage_price", "limit"}
 # Ceilings of a project's realtime settings (`realtime.max_*`, the Management API's field names).
 REALTIME_KEYS = ("max_concurrent_users", "max_events_per_second", "max_bytes_per_second", "max_channels_per_client",

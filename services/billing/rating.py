@@ -123,6 +123,7 @@ def unit_label(metric: str, unit: int) -> str:
 def metric_label(metric: str) -> str:
     return {"db_size_bytes": "Database size", "egress_bytes": "Egress", "storage_bytes": "Storage size",
             "function_invocations": "Function invocations", "realtime_messages": "Realtime messages",
+            "realtime_peak_connections": "Realtime peak connections",
             "api_requests": "API requests"}.get(metric, metric)
 
 

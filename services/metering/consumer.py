@@ -30,6 +30,7 @@ QUEUE = "metering.usage"
 ACCEPTS: tuple[tuple[str, str, int], ...] = (
     ("functions", "function_invoked", 1),
     ("gateway", "api_usage_recorded", 1),
+    ("realtime", "realtime_usage_recorded", 1),
 )
 
 
@@ -39,7 +40,7 @@ def records_of(envelope: dict[str, Any]) -> list[Record]:
     if key not in ACCEPTS:
         raise ContractError(f"{QUEUE} does not fold {key[0]}/{key[1]} v{key[2]}")
     p = envelope["payload"]
-    if key[1] == "api_usage_recorded":
+    if key[1] in ("api_usage_recorded", "realtime_usage_recorded"):
         return [(r["org_id"], r["project_ref"], r["metric"], r["minute"], r["quantity"]) for r in p["records"]]
     # function_invoked: one invocation. Refused before any version ran (version null):
     # nothing was executed, so nothing is billed.

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 # Counters add up over a period; gauges are sampled levels whose aggregate is the peak.
 COUNTERS = ("api_requests", "egress_bytes", "function_invocations", "realtime_messages")
-GAUGES = ("db_size_bytes", "storage_bytes")
+GAUGES = ("db_size_bytes", "storage_bytes", "realtime_peak_connections")
 METRICS = COUNTERS + GAUGES
 GRANULARITIES = ("hour", "day", "week", "month")
 

@@ -1,4 +1,5 @@
-"""realtime outbox: settings changes and shutdowns as versioned contracts (pure functions)."""
+"""realtime outbox: settings changes, shutdowns and the server's usage batches as versioned
+contracts (pure functions)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from services.shared.outbox import RelaySpec
 
 from .application import RealtimeApplication
 from .domain import ProjectRealtime
+from .usage_outbox import UsageBatch
 
 
 def _at(ms: int) -> datetime:
@@ -31,6 +33,8 @@ def config_message(e: Any) -> OutgoingMessage | None:
 
 
 def to_message(e: Any) -> OutgoingMessage | None:
+    if isinstance(e, UsageBatch.Recorded):
+        return OutgoingMessage("realtime_usage_recorded", 1, {"records": e.records})
     return config_message(e)
 
 

@@ -234,6 +234,21 @@ def realtime_scenario(app: Any) -> None:
     app.update_realtime_config(owner, ref, {"max_concurrent_users": 1000, "private_only": True}, Projects(), Orgs(),
                                Billing(), ctx)
     app.shutdown_realtime(owner, ref, Projects(), Orgs(), Billing(), ctx)
+    # The realtime server's meter, flushing into the same store (its usage outbox).
+    from services.realtime.server.usage import PEAK
+    from services.realtime.usage_outbox import RealtimeUsageOutbox, UsageBatch
+    from services.shared.usage import UsageMeter
+
+    class Outbox:  # RealtimeUsageOutbox.record_batch, on this store
+        def record_batch(self, records: list[dict[str, Any]]) -> None:
+            app.save(UsageBatch(records=records))
+
+    meter = UsageMeter(Outbox(), max_records=100, levels=frozenset({PEAK}))
+    meter.count("acme-inc", ref, "realtime_messages", 3, at=1767225600)
+    meter.level("acme-inc", ref, PEAK, 2, at=1767225610)
+    meter.level("acme-inc", ref, PEAK, 1, at=1767225620)
+    meter.flush()
+    assert RealtimeUsageOutbox.name == app.name
 
 
 def probe_scenario(app: Any) -> None:
@@ -242,7 +257,7 @@ def probe_scenario(app: Any) -> None:
 
 def gateway_scenario(app: Any) -> None:
     # The gateway's real meter, flushing into its usage outbox: one batch of four records.
-    from gateway.usage import UsageMeter
+    from services.shared.usage import UsageMeter
 
     meter = UsageMeter(app, max_records=100)
     ref = "auyavwhkyjpmcwdydbso"

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import psycopg
 import pytest
 
-from gateway.usage import batches_of
+from services.shared.usage import batches_of
 from services.metering import consumer as usage_consumer
 from services.metering.store import DDL, SCHEMA, UsageStore
 from services.shared.contracts import OutgoingMessage, build_message, parse_message

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def make_project(http: Any, token: str, name: str) -> dict[str, Any]:
     ref = r.json()["id"]
     assert wait_status(http, token, ref, {"ACTIVE_HEALTHY", "INIT_FAILED"})["status"] == "ACTIVE_HEALTHY"
     keys = {k["name"]: k["api_key"] for k in http.get(f"/v1/projects/{ref}/api-keys", token=token).json()}
-    return {"ref": ref, "token": token, "anon": keys["anon"], "service": keys["service_role"]}
+    return {"ref": ref, "org": org, "token": token, "anon": keys["anon"], "service": keys["service_role"]}
 
 
 class Http:
@@ -78,7 +79,18 @@ def projects(platform: Platform, rpc: Any, gateway_url: str) -> dict[str, Any]:
     one = make_project(http, token, "realtime-one")
     two = make_project(http, token, "realtime-two")
     one["jwt_secret"] = rpc.projects.edge_tenant(one["ref"])["jwt_secret"]
+    # Ready when the realtime server knows both projects (its first lookup of a project goes to
+    # the projects service, which a busy machine makes slower than realtime-js's join timeout).
+    edge = settings_of(platform).edge_public_url
+    for p in (one, two):
+        wait_for(f"realtime of {p['ref']} answering", lambda p=p: requests.post(
+            f"{edge}/{p['ref']}/realtime/v1/api/broadcast", headers={"apikey": p["anon"]}, json={"messages": []},
+            timeout=20).status_code == 400, timeout=60)
     return {"one": one, "two": two, "http": http}
+
+
+def settings_of(platform: Platform) -> Settings:
+    return platform.settings
 
 
 def sign(secret: str, ref: str, role: str, exp_in: int, sub: str | None = None) -> str:
@@ -144,7 +156,7 @@ def test_another_projects_key_is_refused(projects: dict[str, Any], edge_url: str
 def test_token_refresh_and_expiry(projects: dict[str, Any], edge_url: str) -> None:
     one = projects["one"]
     secret, ref = one["jwt_secret"], one["ref"]
-    short = sign(secret, ref, "authenticated", 4)
+    short = sign(secret, ref, "authenticated", 10)
     out = run_js("tokens", {"url": f"{edge_url}/{ref}", "anon": one["anon"], "vsn": "2.0.0",
                             "tag": uuid.uuid4().hex[:6], "shortToken": short,
                             "shortExp": jwt.decode(short, options={"verify_signature": False})["exp"],
@@ -243,3 +255,28 @@ def test_max_concurrent_users_after_a_patch(projects: dict[str, Any], edge_url: 
     r = projects["http"].request("PATCH", f"/v1/projects/{two['ref']}/config/realtime", token=two["token"],
                                  json={"max_concurrent_users": 200})
     assert r.status_code == 204, r.text
+
+
+def test_realtime_usage_reaches_the_organizations_usage(projects: dict[str, Any], edge_url: str) -> None:
+    one, http = projects["one"], projects["http"]
+    out = run_js("basics", {"url": f"{edge_url}/{one['ref']}", "anon": one["anon"], "vsn": "2.0.0",
+                            "tag": uuid.uuid4().hex[:6]})
+    assert out.get("error") is None, out
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    window = {"granularity": "hour", "start": (hour - timedelta(hours=1)).isoformat(),
+              "end": (hour + timedelta(hours=2)).isoformat(), "project_ref": one["ref"]}
+
+    def usage(metric: str) -> dict[str, Any]:
+        r = http.get(f"/platform/organizations/{one['org']}/usage", token=one["token"],
+                     params={"metric": metric, **window})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    # Two clients, each receiving at least the 4 broadcasts and the presence traffic, plus
+    # what they sent: dozens of messages; two sockets at once at least.
+    wait_for("realtime messages in the usage", lambda: sum(p["quantity"] for p in usage("realtime_messages")["periods"])
+             >= 20, timeout=60)
+    peak = usage("realtime_peak_connections")
+    assert peak["aggregate"] == "peak"
+    wait_for("peak connections in the usage",
+             lambda: max(p["quantity"] for p in usage("realtime_peak_connections")["periods"]) >= 2, timeout=60)

@@ -26,7 +26,8 @@ class RecordingWebSocket extends WebSocket {
 function client(key, extra = {}) {
   return createClient(cfg.url, key, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: RecordingWebSocket, vsn: cfg.vsn, heartbeatIntervalMs: 5000, ...extra },
+    // A push's timeout (join, ack) of 30 s, not 10: a machine eight suites share is slow at times.
+    realtime: { transport: RecordingWebSocket, vsn: cfg.vsn, heartbeatIntervalMs: 5000, timeout: 30000, ...extra },
   });
 }
 
@@ -44,7 +45,7 @@ function until(what, fn, ms = 15000) {
   });
 }
 
-function subscribed(channel, ms = 15000) {
+function subscribed(channel, ms = 40000) {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve({ status: "NO_ANSWER" }), ms);
     channel.subscribe((status, err) => {
@@ -149,18 +150,18 @@ async function tokens() {
   ch2.on("broadcast", { event: "*" }, (m) => got2.push(m.event));
   out.joinRefreshing = (await subscribed(ch2)).status;
   await c2.realtime.setAuth(cfg.longToken);
-  await until("closed after expiry", () => statuses.includes("CLOSED"), 30000);
+  await until("closed after expiry", () => statuses.includes("CLOSED"), 60000);
   out.system = system1.map((m) => ({ extension: m.extension, status: m.status, message: m.message.replace(/\d+/, "N"), channel: m.channel }));
   out.statuses = statuses;
   // Past the short token's expiry, the refreshed channel still sends and receives.
-  await until("past the short token's exp", () => Date.now() / 1000 > cfg.shortExp + 1, 30000);
+  await until("past the short token's exp", () => Date.now() / 1000 > cfg.shortExp + 1, 60000);
   await ch2.send({ type: "broadcast", event: "still-here", payload: {} });
   await until("still-here", () => got2.includes("still-here"));
   out.refreshedAlive = true;
   // An expired token cannot join at all.
   const c3 = client(cfg.anon);
   c3.realtime.setAuth(cfg.expiredToken);
-  const r3 = await subscribed(c3.channel(`exp2-${cfg.tag}`), 8000);
+  const r3 = await subscribed(c3.channel(`exp2-${cfg.tag}`), 30000);
   out.joinExpired = r3;
   await Promise.all([c1.removeAllChannels(), c2.removeAllChannels(), c3.removeAllChannels()]);
   return out;
@@ -173,7 +174,7 @@ async function limit() {
   for (let i = 0; i < cfg.users + 1; i++) {
     const c = client(cfg.anon, { reconnectAfterMs: () => 60000 });
     clients.push(c);
-    const r = await subscribed(c.channel(`lim-${cfg.tag}-${i}`), 8000);
+    const r = await subscribed(c.channel(`lim-${cfg.tag}-${i}`), 30000);
     out.joins.push(r);
   }
   await Promise.all(clients.map((c) => c.removeAllChannels()));
@@ -193,9 +194,9 @@ async function privateChannels() {
   out.got = got;
   const denied = client(cfg.anon, { reconnectAfterMs: () => 60000 });
   denied.realtime.setAuth(cfg.userToken);
-  out.denied = await subscribed(denied.channel(cfg.deniedTopic, { config: { private: true } }), 8000);
+  out.denied = await subscribed(denied.channel(cfg.deniedTopic, { config: { private: true } }), 30000);
   const anonCh = client(cfg.anon, { reconnectAfterMs: () => 60000 });
-  out.anonDenied = await subscribed(anonCh.channel(cfg.allowedTopic, { config: { private: true } }), 8000);
+  out.anonDenied = await subscribed(anonCh.channel(cfg.allowedTopic, { config: { private: true } }), 30000);
   // A public channel of the same name is another channel: it does not hear the private one.
   await Promise.all([allowed.removeAllChannels(), denied.removeAllChannels(), anonCh.removeAllChannels()]);
   return out;

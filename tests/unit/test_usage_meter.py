@@ -9,7 +9,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from gateway.usage import UsageMeter
+from gateway.usage import GatewayMeter
 from services.shared.errors import NotFound
 
 REF = "abcdefghijklmnopqrst"
@@ -49,7 +49,7 @@ def totals(sink: Sink) -> dict[tuple[str, str, str], int]:
 
 def test_project_scoped_requests_count_requests_and_body_bytes() -> None:
     sink = Sink()
-    meter = UsageMeter(sink, clock=lambda: 1_700_000_000)
+    meter = GatewayMeter(sink, clock=lambda: 1_700_000_000)
     meter.observe(request(f"/v1/projects/{REF}"), Response(b"x" * 10), lookup)
     meter.observe(request(f"/platform/projects/{REF}/budgets"), Response(b"y" * 5, status=403), lookup)
     meter.observe(request(f"/v1/projects/{REF}/api-keys"), Response(b"[1,2,3,4,56]"), lookup)
@@ -66,7 +66,7 @@ def test_project_scoped_requests_count_requests_and_body_bytes() -> None:
 
 def test_streamed_bodies_are_counted_as_they_are_sent() -> None:
     sink = Sink()
-    meter = UsageMeter(sink)
+    meter = GatewayMeter(sink)
     response = meter.observe(request(f"/v1/projects/{REF}/functions/stream/body"),
                              Response(iter([b"abc", "déf"]), direct_passthrough=True), lookup)
     body = b"".join(c if isinstance(c, bytes) else c.encode() for c in response.response)
@@ -82,7 +82,7 @@ def test_the_organization_is_asked_once_per_project() -> None:
         asked.append(ref)
         return lookup(ref)
 
-    meter = UsageMeter(Sink())
+    meter = GatewayMeter(Sink())
     for _ in range(5):
         meter.observe(request(f"/v1/projects/{REF}"), Response(b"{}"), counting_lookup)
         meter.observe(request(f"/v1/projects/{OTHER}"), Response(b"{}"), counting_lookup)
@@ -91,7 +91,7 @@ def test_the_organization_is_asked_once_per_project() -> None:
 
 def test_counts_fold_per_minute_and_batches_stay_under_the_limit() -> None:
     sink = Sink()
-    meter = UsageMeter(sink, max_records=3)
+    meter = GatewayMeter(sink, max_records=3)
     start = 1_700_000_040  # a minute's first second
     for minute in range(4):
         for second in (0, 30, 59):
@@ -104,7 +104,7 @@ def test_counts_fold_per_minute_and_batches_stay_under_the_limit() -> None:
 
 def test_a_failed_save_keeps_the_counts_for_the_next_flush() -> None:
     sink = Sink(fail=1)
-    meter = UsageMeter(sink)
+    meter = GatewayMeter(sink)
     meter.add("acme", REF, requests=2, egress=50)
     with pytest.raises(RuntimeError):
         meter.flush()
@@ -115,7 +115,7 @@ def test_a_failed_save_keeps_the_counts_for_the_next_flush() -> None:
 
 def test_stopping_flushes_what_is_left() -> None:
     sink = Sink()
-    meter = UsageMeter(sink, flush_interval=60)
+    meter = GatewayMeter(sink, flush_interval=60)
     meter.start()
     meter.add("acme", REF, requests=7, egress=70)
     meter.close()
@@ -124,7 +124,7 @@ def test_stopping_flushes_what_is_left() -> None:
 
 def test_a_full_batch_wakes_the_flusher() -> None:
     sink = Sink()
-    meter = UsageMeter(sink, flush_interval=60, max_records=4)
+    meter = GatewayMeter(sink, flush_interval=60, max_records=4)
     meter.start()
     try:
         for i in range(4):

@@ -149,15 +149,17 @@ class Conn:
             return False
         return True
 
-    def push(self, topic: str, event: str, payload: Any, ref: str | None = None, join_ref: str | None = None) -> None:
-        """One frame to this socket alone (replies, system messages, presence state); counted."""
+    def push(self, topic: str, event: str, payload: Any, ref: str | None = None, join_ref: str | None = None,
+             *, counted: bool = True) -> None:
+        """One frame to this socket alone (replies, system messages, presence state); counted
+        as a realtime message unless it is socket upkeep (heartbeat replies)."""
         data = encode(Frame(join_ref, ref, topic, event, payload), self.vsn)
-        if data is not None and self.enqueue(data):
+        if data is not None and self.enqueue(data) and counted:
             self.hub.sent(1)
 
-    def reply(self, frame: Frame, status: str, response: dict[str, Any]) -> None:
+    def reply(self, frame: Frame, status: str, response: dict[str, Any], *, counted: bool = True) -> None:
         self.push(frame.topic, "phx_reply", {"status": status, "response": response}, ref=frame.ref,
-                  join_ref=frame.join_ref)
+                  join_ref=frame.join_ref, counted=counted)
 
     async def writer(self) -> None:
         try:
@@ -386,7 +388,7 @@ class RealtimeServer:
     async def handle(self, conn: Conn, frame: Frame) -> None:
         if frame.topic == "phoenix":
             if frame.event == "heartbeat":
-                conn.reply(frame, "ok", {})
+                conn.reply(frame, "ok", {}, counted=False)
             return
         if frame.event == "phx_join":
             await self.join(conn, frame)

@@ -6,8 +6,8 @@ from .registry import contract
 
 SLUG = validate.Regexp(r"^[\w-]+$")
 REF = validate.Regexp(r"^[a-z]{20}$")
-METRICS = ("api_requests", "egress_bytes", "function_invocations", "realtime_messages", "db_size_bytes",
-           "storage_bytes")
+METRICS = ("api_requests", "egress_bytes", "function_invocations", "realtime_messages", "realtime_peak_connections",
+           "db_size_bytes", "storage_bytes")
 
 
 @contract("usage_alert_triggered", 1, "metering",

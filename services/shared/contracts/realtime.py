@@ -1,8 +1,10 @@
 """Contracts published by the realtime service (exchange `realtime.events`): a project's
-realtime settings changed, and a shutdown of its realtime connections was asked for."""
+realtime settings changed, a shutdown of its realtime connections was asked for, and the
+usage its realtime server counted (in batches)."""
 
 from marshmallow import Schema, fields, validate
 
+from .gateway import RecordList
 from .registry import contract
 
 REF = validate.Regexp(r"^[a-z]{20}$")
@@ -33,3 +35,26 @@ class RealtimeShutdownRequestedV1(Schema):
                          metadata={"description": "The project's shutdowns so far, this one included"})
     requested_by = fields.String(required=True, allow_none=True)
     at = fields.AwareDateTime(required=True, format="iso")
+
+
+SLUG = validate.Regexp(r"^[\w-]+$")
+COUNT = validate.Range(min=0)
+
+
+class RealtimeUsageRecord(Schema):
+    org_id = fields.String(required=True, validate=SLUG, metadata={"description": "Slug of the project's organization"})
+    project_ref = fields.String(required=True, validate=REF)
+    metric = fields.String(required=True, validate=validate.OneOf(["realtime_messages", "realtime_peak_connections"]),
+                           metadata={"description": "realtime_messages: messages sent to clients plus messages "
+                                                    "received from them (a counter); realtime_peak_connections: the "
+                                                    "most sockets connected at once in the minute (a gauge)"})
+    minute = fields.Integer(required=True, validate=COUNT,
+                            metadata={"description": "Epoch second (UTC) the minute started in which it was counted"})
+    quantity = fields.Integer(required=True, validate=COUNT)
+
+
+@contract("realtime_usage_recorded", 1, "realtime",
+          "Usage the realtime server counted since its previous batch: one record per project, metric and minute. "
+          "Each message is one batch; its event_id identifies the batch.")
+class RealtimeUsageRecordedV1(Schema):
+    records = RecordList(RealtimeUsageRecord, required=True, validate=validate.Length(min=1))

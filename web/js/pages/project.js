@@ -44,6 +44,7 @@ const QUOTA_LABELS = {
   db_size_bytes: ["Database size", fmtBytes], storage_bytes: ["File storage", fmtBytes], egress_bytes: ["Egress", fmtBytes],
   api_requests: ["API requests", fmtNumber], function_invocations: ["Function invocations", fmtNumber],
   realtime_messages: ["Realtime messages", fmtNumber],
+  realtime_peak_connections: ["Realtime peak connections", fmtNumber],
 };
 
 export function quotaText(metric, q) {

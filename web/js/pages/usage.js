@@ -18,8 +18,9 @@ export const METRICS = [
   ["storage_bytes", "Storage size", fmtBytes],
   ["function_invocations", "Function invocations", fmtNumber],
   ["realtime_messages", "Realtime messages", fmtNumber],
+  ["realtime_peak_connections", "Realtime peak connections", fmtNumber],
 ];
-const GAUGES = new Set(["db_size_bytes", "storage_bytes"]);
+const GAUGES = new Set(["db_size_bytes", "storage_bytes", "realtime_peak_connections"]);
 const RANGES = { day: "This month, per day", week: "Last 12 weeks, per week", month: "Last 6 months, per month" };
 
 function range(granularity) {
