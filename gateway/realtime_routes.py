@@ -132,3 +132,44 @@ def v1_shutdown_realtime(call: Call) -> Any:
           tag="realtime", response=RealtimeSettingsPage, scope="project")
 def realtime_settings_page(call: Call) -> Any:
     return call.services.realtime.realtime_settings_page(call.me.id, call.args["ref"])
+
+
+# ---- admin panel --------------------------------------------------------------------------------
+
+class RealtimeSlot(Schema):
+    slot_name = fields.String(required=True)
+    database = fields.String(required=True, allow_none=True)
+    plugin = fields.String(required=True, allow_none=True)
+    active = fields.Boolean(required=True)
+    lag_bytes = fields.Integer(required=True, allow_none=True,
+                               metadata={"description": "WAL not yet confirmed by the slot's consumer"})
+    retained_bytes = fields.Integer(required=True, allow_none=True, metadata={"description": "WAL the slot holds back"})
+
+
+class RealtimeOperatorProject(Schema):
+    ref = fields.String(required=True)
+    clients = fields.Integer(required=True)
+    users = fields.Integer(required=True, metadata={"description": "Clients with a channel (what max_concurrent_users counts)"})
+    channels = fields.Integer(required=True)
+    joined_channels = fields.Integer(required=True)
+    topics = fields.List(fields.String(), required=True)
+    presence = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                           metadata={"description": "Presence entries per topic"})
+    subscriptions = fields.Integer(required=True, metadata={"description": "Postgres changes subscriptions"})
+    peak_clients = fields.Integer(required=True)
+    slots = fields.List(fields.Nested(RealtimeSlot), required=True)
+    slot_lag_bytes = fields.Integer(required=True, allow_none=True)
+
+
+class RealtimeOperatorView(Schema):
+    projects = fields.List(fields.Nested(RealtimeOperatorProject), required=True)
+    server_error = fields.String(required=True, allow_none=True)
+    other_slots = fields.List(fields.Nested(RealtimeSlot), required=True,
+                              metadata={"description": "Logical slots of databases that are no project's"})
+
+
+@endpoint("GET", "/platform/admin/realtime", summary="Realtime per project: live channels, clients, presence, "
+          "Postgres changes subscriptions and replication-slot lag (platform admins)", tag="admin", who="admin",
+          response=RealtimeOperatorView)
+def admin_realtime(call: Call) -> Any:
+    return call.services.realtime.operator_view(call.me.id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,31 @@ WEB_ROOT = Path(__file__).resolve().parents[1] / "web"
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html",
          ".json": "application/json", ".png": "image/png", ".woff2": "font/woff2"}
 # Everything the dashboard loads comes from this origin; nothing inline, nothing from elsewhere.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+# It connects to one other place: the project edge (the Realtime inspector's websocket), which
+# is the projects' own origin, never a platform one.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{edge}; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
-def _security_headers(response: Response) -> Response:
-    response.headers["Content-Security-Policy"] = CSP
+def edge_sources(settings: Any) -> str:
+    """The project edge's origins for connect-src: its public URL (and every <ref>.<domain>
+    with host routing), over HTTP and websockets."""
+    if settings is None:
+        return ""
+    parts = urlsplit(settings.edge_public_url)
+    secure = parts.scheme == "https"
+    hosts = [parts.netloc] if parts.netloc else []
+    if settings.edge_domain:
+        port = f":{parts.port}" if parts.port else ""
+        hosts.append(f"*.{settings.edge_domain}{port}")
+    out = []
+    for host in hosts:
+        out += [f"{'https' if secure else 'http'}://{host}", f"{'wss' if secure else 'ws'}://{host}"]
+    return "".join(f" {o}" for o in out)
+
+
+def _security_headers(response: Response, settings: Any = None) -> Response:
+    response.headers["Content-Security-Policy"] = CSP.format(edge=edge_sources(settings))
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Invitation links carry their token in the query string: never send it on as a referrer.
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -39,7 +59,7 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _file_response(request: Request, path: Path) -> Response:
+def _file_response(request: Request, path: Path, settings: Any = None) -> Response:
     data = path.read_bytes()
     etag = hashlib.sha256(data).hexdigest()[:32]
     mimetype = TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -50,11 +70,11 @@ def _file_response(request: Request, path: Path) -> Response:
     response.set_etag(etag)
     # Revalidate every time (cheap with the ETag): a deploy shows up at once, no stale mix of modules.
     response.headers["Cache-Control"] = "no-cache"
-    return _security_headers(response)
+    return _security_headers(response, settings)
 
 
 def _page(gw: Any, request: Request) -> Response:
-    return _file_response(request, WEB_ROOT / "index.html")
+    return _file_response(request, WEB_ROOT / "index.html", gw.settings)
 
 
 # ---- pages (each answers the dashboard's HTML; the browser-side router draws the page) ----------
@@ -120,7 +140,7 @@ def web_asset(gw: Any, request: Request, ctx: dict[str, Any], name: str) -> Resp
     joined = safe_join(str(WEB_ROOT), name)
     if joined is None or name.startswith(".") or "/." in name or not Path(joined).is_file():
         raise HttpError(404, f"no asset {name}")
-    return _file_response(request, Path(joined))
+    return _file_response(request, Path(joined), gw.settings)
 
 
 # ---- JSON for the dashboard -----------------------------------------------------------------------

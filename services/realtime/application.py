@@ -1,5 +1,6 @@
 """realtime application: one eventsourcing Application whose commands come in parts, one
-mixin per part (services/realtime/usecases/): config (settings and shutdowns).
+mixin per part (services/realtime/usecases/): config (settings and shutdowns), operator (the
+admin panel's live view).
 
 Imports its domain, its use cases, eventsourcing and services.shared; never nameko. Set by
 bootstrap: `views` (the settings read model, services/realtime/config_views.py).
@@ -14,9 +15,10 @@ from eventsourcing.application import Application
 
 from .domain import ProjectRealtime
 from .usecases.config import ConfigCommands
+from .usecases.operator import OperatorViews
 
 
-class RealtimeApplication(ConfigCommands, Application):
+class RealtimeApplication(ConfigCommands, OperatorViews, Application):
     name = "realtime"
 
     views: Any = None

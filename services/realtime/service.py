@@ -9,10 +9,11 @@ from typing import Any
 from nameko.rpc import RpcProxy, rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, history_rpc
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, history_rpc, reliable_handler
 
 from .application import RealtimeApplication
-from .bootstrap import build
+from .adapters import RealtimeServerStats
+from .bootstrap import build, build_server_stats
 
 Ctx = dict[str, Any] | None
 
@@ -22,6 +23,7 @@ class RealtimeService:
     history = history_rpc()  # time travel over this service's store (admin panel)
 
     app: RealtimeApplication = ApplicationProvider(build)
+    server_stats: RealtimeServerStats = ApplicationProvider(build_server_stats)
     projects = RpcProxy("projects")
     orgs = RpcProxy("orgs")
     billing = RpcProxy("billing")
@@ -55,3 +57,17 @@ class RealtimeService:
     def realtime_config_row(self, ref: str) -> dict[str, Any]:
         """For the realtime server and the platform's own tools: the settings in force."""
         return self.app.config_row(ref)
+
+    # -- the admin panel ------------------------------------------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def operator_view(self, actor_id: str) -> dict[str, Any]:
+        return self.app.operator_view(actor_id, RemotePort(self.orgs), self.server_stats)
+
+    # -- its own messages, applied where Supabase Realtime serves the project (kubernetes) -------
+    @reliable_handler("realtime", "realtime_config_changed")
+    def on_config_changed(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_to_runtime(envelope)
+
+    @reliable_handler("realtime", "realtime_shutdown_requested")
+    def on_shutdown_requested(self, envelope: dict[str, Any]) -> None:
+        self.app.apply_to_runtime(envelope)

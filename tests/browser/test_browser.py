@@ -23,9 +23,10 @@ from services.shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-BUDGET_S = 360
+BUDGET_S = 600  # the whole suite, on a loaded 2-core machine (it took 400 s with 18 flows)
 
 
+@pytest.mark.timeout(BUDGET_S + 180)  # the suite's own budget, plus starting and stopping it
 def test_dashboard_in_chromium(settings: Settings, platform: Platform, gateway_url: str) -> None:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (scripts/ensure_infra.sh), or apt-get install chromium")

@@ -169,3 +169,87 @@ def test_roles_and_strangers(http: Any, rpc: Any, settings: Settings, project: d
     # Without a token: 401.
     assert http.get(base).status_code == 401
     assert http.get(base, token=tok).json() == DEFAULT.as_dict()
+
+
+def admin_token(rpc: Any) -> str:
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    rpc.orgs.register_user(email, "correct horse battery")
+    rpc.orgs.promote_user(email, {"actor": "tests"})
+    return str(rpc.orgs.issue_token(email, "tests")["token"])
+
+
+def open_socket(edge_url: str, ref: str, anon: str, topic: str) -> Any:
+    """A realtime client speaking vsn 1.0.0 to the project's URL, joined to `topic`."""
+    import websocket
+
+    url = edge_url.replace("http", "ws", 1) + f"/{ref}/realtime/v1/websocket?apikey={anon}&vsn=1.0.0"
+    # A project's first connection wakes the edge's and the server's lookups of it: seconds
+    # on a loaded machine, so a generous bound.
+    ws = websocket.create_connection(url, timeout=60)
+    ws.send(json.dumps({"topic": f"realtime:{topic}", "event": "phx_join", "ref": "1", "join_ref": "1",
+                        "payload": {"config": {"broadcast": {"self": True}, "presence": {"key": "ops"}}}}))
+    reply = json.loads(ws.recv())
+    assert reply["event"] == "phx_reply" and reply["payload"]["status"] == "ok", reply
+    return ws
+
+
+def test_admin_view_and_shutdown_disconnects_the_projects_clients(http: Any, rpc: Any, settings: Settings,
+                                                                  project: dict[str, Any], edge_url: str) -> None:
+    import websocket
+
+    from services.shared.db import connect
+
+    ref, tok = project["ref"], project["token"]
+    anon = next(k["api_key"] for k in http.get(f"/v1/projects/{ref}/api-keys", token=tok).json() if k["name"] == "anon")
+    admin = admin_token(rpc)
+    slot = f"sp_test_{uuid.uuid4().hex[:8]}"
+    ws = open_socket(edge_url, ref, anon, "ops-room")
+    tenant = connect(settings, dbname=ref, autocommit=True)
+    try:
+        tenant.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        tenant.execute("CREATE TABLE IF NOT EXISTS public.wal_noise (id int)")  # some WAL behind the slot
+
+        # Non-admins: 403.
+        assert http.get("/platform/admin/realtime", token=tok).status_code == 403
+        # The admin sees the client, its channel and the project's slot with its lag.
+        def seen() -> Any:
+            view = http.get("/platform/admin/realtime", token=admin).json()
+            mine = [p for p in view["projects"] if p["ref"] == ref]
+            return mine[0] if mine and mine[0]["clients"] >= 1 and mine[0]["slots"] else None
+        p = wait_for("the project in the operator view", seen)
+        assert any("ops-room" in t for t in p["topics"]) and p["joined_channels"] >= 1
+        assert [s["slot_name"] for s in p["slots"]] == [slot] and p["slots"][0]["plugin"] == "pgoutput"
+        assert p["slot_lag_bytes"] is not None and p["slot_lag_bytes"] >= 0
+
+        # Shutdown: the server hears it (the feed) and closes the project's sockets.
+        assert http.post(f"/v1/projects/{ref}/config/realtime/shutdown", token=tok).status_code == 204
+
+        def closed() -> bool:
+            try:
+                ws.settimeout(1)
+                frame = ws.recv()
+                return frame == "" or not ws.connected
+            except websocket.WebSocketTimeoutException:
+                return False
+            except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+                return True
+        wait_for("the socket closed by the shutdown", closed, timeout=15)
+        # A new client may connect again.
+        open_socket(edge_url, ref, anon, "ops-room").close()
+    finally:
+        ws.close()
+        tenant.execute("SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots WHERE slot_name = %s",
+                       (slot, slot))
+        tenant.close()
+
+
+def test_dashboard_may_connect_to_the_project_edge_and_nowhere_else(gateway_url: str, settings: Settings) -> None:
+    import requests
+    from urllib.parse import urlsplit
+
+    csp = requests.get(f"{gateway_url}/project/abcdefghijklmnopqrst/realtime/inspector", timeout=20) \
+        .headers["Content-Security-Policy"]
+    connect = next(d for d in csp.split(";") if d.strip().startswith("connect-src")).split()[1:]
+    edge = urlsplit(settings.edge_public_url).netloc
+    assert connect == ["'self'", f"http://{edge}", f"ws://{edge}"]
+    assert "script-src 'self';" in csp  # scripts still from this origin only

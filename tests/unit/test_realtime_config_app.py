@@ -193,3 +193,17 @@ def test_each_committed_change_notifies_the_server_channel(pg_w: dict[str, Any])
         assert got[0]["version"] < got[1]["version"]
     finally:
         listener.close()
+
+
+def test_time_travel_shows_the_settings_then_and_who_changed_them(pg_w: dict[str, Any]) -> None:
+    from services.shared import history
+
+    w = pg_w
+    patch(w, {"max_concurrent_users": 11})
+    patch(w, {"max_concurrent_users": 12})
+    now = history.view(w["settings"], "realtime-config", w["ref"], None, producer="realtime")
+    assert now["state"]["settings"]["max_concurrent_users"] == 12
+    changed = [e for e in now["events"] if e["event"] == "ProjectRealtime.Changed"]
+    assert len(changed) == 2 and {e["actor"] for e in changed} == {w["owner"]}
+    first = history.view(w["settings"], "realtime-config", w["ref"], str(changed[0]["position"]), producer="realtime")
+    assert first["state"]["settings"]["max_concurrent_users"] == 11

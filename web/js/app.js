@@ -16,6 +16,7 @@ import * as database from "./pages/database.js";
 import * as usage from "./pages/usage.js";
 import * as billing from "./pages/billing.js";
 import * as admin from "./pages/admin.js";
+import * as realtime from "./pages/realtime.js";
 
 /** Wrap a page that needs a signed-in user; show load failures in the page, not a blank screen. */
 function signedIn(fn) {
@@ -63,6 +64,8 @@ route("/project/:ref/storage", signedIn(apis.storage));
 route("/project/:ref/functions/secrets", signedIn(functions.secrets));
 route("/project/:ref/functions/:slug", signedIn(functions.detail));
 route("/project/:ref/usage", signedIn(usage.projectUsage));
+route("/project/:ref/realtime", signedIn(realtime.settings));
+route("/project/:ref/realtime/inspector", signedIn(realtime.inspector));
 route("/project/:ref/database", signedIn(database.tables));
 route("/project/:ref/database/tables/:schema/:table", signedIn(database.tableRows));
 route("/project/:ref/database/sql", signedIn(database.sqlEditor));
@@ -75,6 +78,7 @@ route("/admin/organizations", signedIn(admin.organizations));
 route("/admin/projects", signedIn(admin.projects));
 route("/admin/users", signedIn(admin.users));
 route("/admin/health", signedIn(admin.health));
+route("/admin/realtime", signedIn(admin.realtime));
 route("/admin/history", signedIn(admin.history));
 
 setNotFound(async () => {

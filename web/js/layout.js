@@ -23,12 +23,12 @@ export function projectNav(ref, slug) {
   return [
     { heading: "Project", links: [["Overview", base], ["API keys", `${base}/api-keys`],
       ["Authentication", `${base}/auth/users`], ["Storage", `${base}/storage`],
-      ["Edge functions", `${base}/functions`], ["Usage", `${base}/usage`]] },
+      ["Edge functions", `${base}/functions`], ["Realtime", `${base}/realtime/inspector`], ["Usage", `${base}/usage`]] },
     { heading: "Database", links: [["Table editor", `${base}/database`], ["SQL editor", `${base}/database/sql`],
       ["RLS policies", `${base}/database/policies`], ["Migrations", `${base}/database/migrations`],
       ["TypeScript types", `${base}/database/types`]] },
     { heading: "Settings", links: [["General", `${base}/settings`], ["API", `${base}/settings/api`],
-      ["Authentication", `${base}/settings/auth`], ["History", `${base}/settings/history`]] },
+      ["Authentication", `${base}/settings/auth`], ["Realtime", `${base}/realtime`], ["History", `${base}/settings/history`]] },
     slug ? { heading: "Organization", links: [["All projects", `/org/${encodeURIComponent(slug)}`]] } : null,
   ].filter(Boolean);
 }
@@ -39,7 +39,7 @@ export function accountNav() {
 
 export function adminNav() {
   return [{ heading: "Admin", links: [["Overview", "/admin"], ["Organizations", "/admin/organizations"],
-    ["Projects", "/admin/projects"], ["Users", "/admin/users"], ["System health", "/admin/health"],
+    ["Projects", "/admin/projects"], ["Users", "/admin/users"], ["Realtime", "/admin/realtime"], ["System health", "/admin/health"],
     ["History", "/admin/history"]] }];
 }
 

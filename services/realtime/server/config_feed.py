@@ -128,14 +128,16 @@ class ConfigFeed:
                     self.connected.set()
                     self._refresh(None)  # whatever changed while nobody listened
                     while not self._stop.is_set():
-                        refs = set()
+                        # Each notice is applied as it arrives (the generator yields at once);
+                        # the timeout only bounds how long a stop() waits.
                         for n in conn.notifies(timeout=self.poll_s):
                             try:
-                                refs.add(str(json.loads(n.payload)["ref"]))
+                                ref = str(json.loads(n.payload)["ref"])
                             except (ValueError, KeyError, TypeError):
                                 continue
-                        if refs:
-                            self._refresh(refs)
+                            self._refresh({ref})
+                            if self._stop.is_set():
+                                break
             except psycopg.Error as exc:
                 self.connected.clear()
                 if self._stop.is_set():

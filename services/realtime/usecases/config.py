@@ -76,6 +76,7 @@ class ConfigCommands:
     """The config part of RealtimeApplication (an eventsourcing Application)."""
 
     views: Any
+    runtime: Any  # RealtimeRuntime (services/realtime/adapters.py)
     repository: Any
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -163,6 +164,17 @@ class ConfigCommands:
                 continue
             return {"ref": ref, "shutdowns": seq}
         raise Conflict("realtime settings changed at the same time by another request; try again")
+
+    # -- the runtime of the kubernetes driver ----------------------------------------------------
+    def apply_to_runtime(self, envelope: dict[str, Any]) -> bool:
+        """A `realtime_config_changed` or `realtime_shutdown_requested` message (this service's
+        own) applied where Supabase Realtime serves the project (the kubernetes driver's
+        tenants API). Idempotent: absolute values, and a shutdown of a tenant without sockets
+        changes nothing; so a redelivery is harmless."""
+        p = envelope["payload"]
+        if envelope["event_type"] == "realtime_shutdown_requested":
+            return bool(self.runtime.shutdown_tenant(p["ref"]))
+        return bool(self.runtime.update_tenant(p["ref"], dict(p["changes"])))
 
     # -- helpers -------------------------------------------------------------------------------
     def config_view_row(self, agg: ProjectRealtime) -> tuple[str, str, int, dict[str, Any], int]:

@@ -254,6 +254,11 @@ REALTIME_TENANT = {"type": "object", "additionalProperties": False, "required": 
                           "db_port": {"type": "string", "pattern": "^[0-9]+$"}, "region": S,
                           "poll_interval_ms": I, "poll_max_record_bytes": I, "ssl_enforced": B})})}},
     ["name", "external_id", "jwt_secret", "extensions"])}}
+REALTIME_TENANT_UPDATE = {"type": "object", "additionalProperties": False, "required": ["tenant"], "properties": {
+    "tenant": {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+        "max_concurrent_users": I, "max_events_per_second": I, "max_bytes_per_second": I, "max_channels_per_client": I,
+        "max_joins_per_second": I, "max_presence_events_per_second": I, "max_payload_size_in_kb": I,
+        "private_only": B, "suspend": B}}}}
 STORAGE_TENANT = _obj({"anonKey": S, "databaseUrl": {"type": "string", "pattern": "^postgres(ql)?://"},
                        "databasePoolUrl": S, "maxConnections": I, "fileSizeLimit": I, "jwtSecret": S,
                        "serviceKey": S, "features": _obj({"imageTransformation": _obj({"enabled": B})})},
@@ -346,10 +351,25 @@ class FakeDataPlane(_Server):
             self._count(f"POST {ext}")
             return 201, {"data": body["tenant"]}
         m = re.fullmatch(r"/api/tenants/([a-z0-9]+)", path)
+        shutdown = re.fullmatch(r"/api/tenants/([a-z0-9]+)/shutdown", path)
+        if shutdown and method == "POST":
+            if shutdown[1] not in self.tenants:
+                return 404, {"error": "not found"}
+            self._count(f"shutdown {shutdown[1]}")
+            return 204, None
         if not m:
             return 404, {"error": "not found"}
         if method == "GET":
             return (200, {"data": self.tenants[m[1]]}) if m[1] in self.tenants else (404, {"error": "not found"})
+        if method == "PUT":  # Realtime's update: the given tenant fields change, the rest stay
+            err = self._validate(REALTIME_TENANT_UPDATE, body)
+            if err:
+                return self._bad(err)
+            if m[1] not in self.tenants:
+                return 404, {"error": "not found"}
+            self.tenants[m[1]] = {**self.tenants[m[1]], **body["tenant"]}
+            self._count(f"PUT {m[1]}")
+            return 200, {"data": self.tenants[m[1]]}
         if method == "DELETE":
             return (204, None) if self.tenants.pop(m[1], None) else (404, {"error": "not found"})
         return 405, None

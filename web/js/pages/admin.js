@@ -279,9 +279,59 @@ export async function health() {
   await load();
 }
 
+/** Realtime per project: the server's live figures and each project's replication slots. */
+export async function realtime() {
+  if (!await guard("Realtime")) return;
+  const box = h("div", { id: "admin-realtime" });
+  const refresh = button("Refresh", () => busy(refresh, load), { small: true });
+  let timer = null;
+  onLeave(() => clearTimeout(timer));
+
+  async function load() {
+    clearTimeout(timer);
+    let v;
+    try {
+      v = await get("/platform/admin/realtime");
+    } catch (e) {
+      box.replaceChildren(errorNotice(e));
+      return;
+    }
+    const slotText = (p) => (p.slots.length
+      ? p.slots.map((x) => `${x.slot_name}${x.active ? "" : " (inactive)"}: ${fmtBytes(x.lag_bytes ?? 0)} behind`).join("; ")
+      : "—");
+    box.replaceChildren(
+      v.server_error ? notice(`${v.server_error}: live figures are missing; the slots below come from PostgreSQL.`, "warn") : null,
+      h("section", { class: "card", "aria-labelledby": "rt-live-h" }, h("h2", { id: "rt-live-h" }, "Projects"),
+        table([
+          { label: "Project", cell: (p) => h("a", { href: `/admin/history?kind=realtime-config&id=${p.ref}`, class: "mono small" }, p.ref) },
+          { label: "Clients", num: true, cell: (p) => fmtNumber(p.clients) },
+          { label: "Users", num: true, cell: (p) => fmtNumber(p.users) },
+          { label: "Peak", num: true, cell: (p) => fmtNumber(p.peak_clients) },
+          { label: "Channels", cell: (p) => h("span", { class: "small" }, p.topics.length ? p.topics.join(", ") : "—") },
+          { label: "Presence", cell: (p) => h("span", { class: "small" },
+            Object.entries(p.presence).map(([t, n]) => `${t}: ${n}`).join(", ") || "—") },
+          { label: "CDC subscriptions", num: true, cell: (p) => fmtNumber(p.subscriptions) },
+          { label: "Replication slots", cell: (p) => h("span", { class: "small" }, slotText(p)) },
+        ], v.projects, { caption: "Realtime per project", empty: "No project has realtime clients or replication slots." })),
+      v.other_slots.length ? h("section", { class: "card", "aria-labelledby": "rt-slots-h" },
+        h("h2", { id: "rt-slots-h" }, "Other logical slots"),
+        table([
+          { label: "Slot", cell: (x) => h("span", { class: "mono small" }, x.slot_name) },
+          { label: "Database", cell: (x) => x.database || "—" },
+          { label: "Active", cell: (x) => badge(x.active ? "active" : "inactive", x.active ? "ok" : "warn") },
+          { label: "Lag", num: true, cell: (x) => fmtBytes(x.lag_bytes ?? 0) },
+        ], v.other_slots, { caption: "Logical replication slots of other databases" })) : null,
+      h("p", { class: "muted small" }, `Checked ${new Date().toLocaleTimeString()}; refreshes every 5 seconds.`));
+    timer = setTimeout(() => load().catch(() => {}), 5000);
+  }
+  await adminPage({ title: "Realtime", heading: "Realtime", actions: [refresh], content: box });
+  box.replaceChildren(h("p", { class: "muted" }, "Asking the realtime server…"));
+  await load();
+}
+
 const HISTORY_KINDS = [["organization", "Organization (slug)"], ["project", "Project (ref)"],
   ["subscription", "Subscription (organization slug)"], ["function", "Edge function (ref/slug)"],
-  ["saga", "Provisioning saga (operation id)"]];
+  ["saga", "Provisioning saga (operation id)"], ["realtime-config", "Realtime settings (ref)"]];
 
 /** Time travel: an aggregate's timeline (who, through which request) and its state at any point. */
 export async function history({ query }) {
