@@ -43,7 +43,7 @@ import psycopg  # noqa: E402
 import requests  # noqa: E402
 
 from gateway.edge.rest import postgrest_bin, postgrest_env  # noqa: E402
-from gateway.edge.tenants import tenant_from  # noqa: E402
+from services.shared.tenants import tenant_from  # noqa: E402
 from bench.common import DB_PASS, PlatformBench, UnixHTTP, pct, throwaway_settings  # noqa: E402
 
 

@@ -59,6 +59,8 @@ def make_test_settings(tag: str) -> Settings:
         functions_runtime_port=free_port(),
         # The project edge (project APIs) on its own port: another origin than the gateway.
         edge_port=edge_port,
+        # The realtime server behind the edge, on its own free loopback port.
+        realtime_port=free_port(),
         edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
         # SQL through the Management API: a short timeout so the timeout tests are quick.

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.shared.settings import Settings
 
-from .tenants import StandaloneRpc
+from services.shared.tenants import StandaloneRpc
 
 log = logging.getLogger("gateway.edge.apis")
 

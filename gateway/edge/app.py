@@ -45,7 +45,7 @@ from services.shared.settings import Settings, load_settings
 
 from ..paths import unsafe_path
 from ..usage import UsageMeter
-from .tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
+from services.shared.tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
 
 log = logging.getLogger("gateway.edge")
 
@@ -370,7 +370,7 @@ def build_edge(settings: Settings) -> Edge:
     from .functions import FunctionsUpstream
 
     from .rest import RestUpstream
-    from .tenants import ProjectsRpc
+    from services.shared.tenants import ProjectsRpc
 
     rpc = ProjectsRpc(settings)
     tenants = Tenants(settings, lambda ref: rpc.call("edge_tenant", ref))

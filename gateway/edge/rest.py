@@ -43,7 +43,7 @@ from yarl import URL
 from services.shared.settings import Settings
 
 from .app import Call, Upstreamed
-from .tenants import Tenant, Tenants
+from services.shared.tenants import Tenant, Tenants
 
 log = logging.getLogger("gateway.edge.rest")
 

@@ -60,5 +60,15 @@ def master_key(settings: Settings) -> bytes:
     return base64.urlsafe_b64decode(path.read_bytes().strip())
 
 
+def internal_token(settings: Settings, purpose: str) -> str:
+    """A bearer token for a platform-internal endpoint (e.g. the realtime server's operator
+    stats), derived from the master key: platform processes share it, tenant code (which may
+    reach loopback) cannot make it."""
+    import hashlib
+    import hmac
+
+    return hmac.new(master_key(settings), f"internal:{purpose}".encode(), hashlib.sha256).hexdigest()
+
+
 def secret_box(settings: Settings) -> SecretBox:
     return SecretBox(master_key(settings))

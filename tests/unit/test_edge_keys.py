@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from gateway.edge.app import Call, Edge, Upstreamed
-from gateway.edge.tenants import Tenants
+from services.shared.tenants import Tenants
 from services.shared.errors import NotFound
 from services.shared.settings import load_settings
 

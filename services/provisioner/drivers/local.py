@@ -10,7 +10,8 @@ Per tenant `<ref>` it creates:
   `supaplatform_tenants` use scram-sha-256 and lets them reach only the database named
   like a group they belong to (`samerole`): the db_pass opens the tenant's database only;
 - database `<ref>` with CONNECT revoked from PUBLIC and granted to the tenant's logins,
-  schemas auth, storage and extensions (uuid-ossp and pgcrypto in it), the
+  schemas auth, storage, realtime (Supabase's realtime.messages and realtime.topic() for
+  private channels) and extensions (uuid-ossp and pgcrypto in it), the
   supabase_realtime publication, and grants to anon/authenticated/service_role on public;
 - bucket `sp-<ref>` (backups of paused databases go to `_platform/backups/` in it).
 
@@ -47,7 +48,7 @@ from services.shared.crypto import SecretBox, secret_box
 from .. import logins
 from ..storage import ObjectStore, StorageError, state_path
 from .base import Driver, StepContext, StepError
-from .tenant_sql import AUTH_SQL, GRANTS_SQL, STORAGE_SQL
+from .tenant_sql import AUTH_SQL, GRANTS_SQL, REALTIME_OWNERSHIP_SQL, REALTIME_SQL, STORAGE_SQL
 
 log = logging.getLogger("provisioner.local")
 
@@ -594,6 +595,8 @@ class LocalDriver(Driver):
             conn.execute(STRUCTURE_SQL)
             conn.execute(sql.SQL(OWNERSHIP_SQL).format(owner=owner))
             conn.execute(API_SQL)
+            conn.execute(REALTIME_SQL)
+            conn.execute(sql.SQL(REALTIME_OWNERSHIP_SQL).format(owner=owner))
             self._install_apis(conn, ref)
         return {}
 

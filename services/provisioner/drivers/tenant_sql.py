@@ -183,3 +183,38 @@ GRANT USAGE ON SCHEMA storage TO anon, authenticated, service_role;
 GRANT ALL ON storage.buckets, storage.objects TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION storage.foldername(text), storage.filename(text), storage.extension(text) TO PUBLIC;
 """
+
+# Supabase Realtime's authorization table (private channels): a client may join a private
+# channel when an RLS policy of the tenant's on realtime.messages lets its role (and claims)
+# SELECT a row of the channel's topic, and send when one lets it INSERT; realtime.topic() is
+# the topic being checked (set by the realtime server for the check only). Same columns and
+# names as Supabase's, so policies written for Supabase work unchanged. Not partitioned (the
+# local server stores no messages in it: each check's row is rolled back).
+# Run as the platform's role; the table is then given to the tenant's owner (who writes the
+# policies), the function stays the platform's.
+REALTIME_SQL = """
+CREATE SCHEMA IF NOT EXISTS realtime;
+CREATE TABLE IF NOT EXISTS realtime.messages (
+  topic text NOT NULL,
+  extension text NOT NULL,
+  payload jsonb,
+  event text,
+  private boolean DEFAULT false,
+  updated_at timestamp without time zone NOT NULL DEFAULT now(),
+  inserted_at timestamp without time zone NOT NULL DEFAULT now(),
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  PRIMARY KEY (id, inserted_at)
+);
+ALTER TABLE realtime.messages ENABLE ROW LEVEL SECURITY;
+CREATE OR REPLACE FUNCTION realtime.topic() RETURNS text LANGUAGE sql STABLE AS $$
+  SELECT nullif(current_setting('realtime.topic', true), '')::text
+$$;
+GRANT USAGE ON SCHEMA realtime TO anon, authenticated, service_role;
+GRANT SELECT, INSERT, UPDATE ON realtime.messages TO anon, authenticated, service_role;
+GRANT EXECUTE ON FUNCTION realtime.topic() TO PUBLIC;
+"""
+
+REALTIME_OWNERSHIP_SQL = """
+ALTER SCHEMA realtime OWNER TO {owner};
+ALTER TABLE realtime.messages OWNER TO {owner};
+"""

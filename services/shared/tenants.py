@@ -1,6 +1,7 @@
-"""What the project edge knows of each project: its status, JWT secret and keys, PostgREST
-and auth settings, and how to reach its database (projects.edge_tenant over RPC, cached
-`edge_tenant_ttl_s`), and the apikey/JWT checks made against that project's secret.
+"""What the project edge and the realtime server know of each project: its status, JWT secret
+and keys, PostgREST and auth settings, and how to reach its database (projects.edge_tenant
+over RPC, cached `edge_tenant_ttl_s`), and the apikey/JWT checks made against that project's
+secret. Shared by gateway/edge and services/realtime/server (neither may import the other).
 
 A token that fails against a cached secret refreshes the project once (at most once a second
 per project), so a rotated secret's new keys work at once. Unknown projects are remembered as
@@ -23,7 +24,7 @@ import jwt
 
 from services.shared.settings import Settings
 
-log = logging.getLogger("gateway.edge.tenants")
+log = logging.getLogger("services.shared.tenants")
 
 LIVE = {"ACTIVE_HEALTHY", "ACTIVE_UNHEALTHY"}
 
