@@ -266,14 +266,14 @@ def test_publication_membership_and_actions_decide_what_is_sent(tenants: Tenants
 
 
 def test_bad_bindings_are_refused(tenants: Tenants) -> None:
-    from services.realtime.server.cdc.changes import BindingError
+    from services.realtime.server.changes import ChangesRefused
 
     async def scenario() -> None:
         p = provider_for(tenants)
         for cfg in ([{"event": "TRUNCATE", "schema": "public"}], [{"event": "*"}],
                     [{"event": "*", "schema": "public", "table": "t", "filter": "id=like.5"}],
                     [{"event": "*", "schema": "public", "table": "t", "filter": "nonsense"}]):
-            with pytest.raises(BindingError):
+            with pytest.raises(ChangesRefused):
                 await p.subscribe(FakeSubscriber("abcdefghijabcdefghij", cfg))
         assert p.streams == {}
 

@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 import psycopg
 from psycopg import sql
 
+from ..changes import ChangesRefused
 from .changes import Binding, BindingError, TableInfo, new_text_row, passes, payload_data, parse_bindings
 from .pgoutput import Change, Decoder, Relation
 
@@ -366,10 +367,16 @@ class CdcProvider:
         return list(getattr(sub, "postgres_changes", None) or [])
 
     async def subscribe(self, sub: Any) -> list[dict[str, Any]]:
-        bindings = parse_bindings(self._config(sub))
+        try:
+            bindings = parse_bindings(self._config(sub))
+        except BindingError as exc:
+            raise ChangesRefused(f"Unable to subscribe to changes with given parameters: {exc}") from None
         if not bindings:
             return []
         ref = self._ref(sub)
+        tenant = getattr(sub, "tenant", None)
+        if tenant is not None and not getattr(tenant, "live", True):
+            raise ChangesRefused("Realtime was unable to connect to the project database: the project is not active")
         async with self._lock:
             stream = self.streams.get(ref)
             if stream is None or stream.closed:
@@ -378,6 +385,10 @@ class CdcProvider:
         stream.add(sub, bindings)
         try:
             await stream.ensure_started()
+        except (psycopg.Error, OSError, LookupError) as exc:
+            stream.remove(sub)
+            log.warning("cdc %s: could not open the replication slot: %s", ref, str(exc).splitlines()[0] if str(exc) else exc)
+            raise ChangesRefused("Realtime was unable to connect to the project database") from None
         except BaseException:
             stream.remove(sub)
             raise
