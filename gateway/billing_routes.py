@@ -34,6 +34,8 @@ class BillingEntitlements(Schema):
     currency = fields.String(required=True)
     spend_cap = fields.Boolean(required=True, metadata={"description": "Usage past quota restricted (true) or billed"})
     quotas = fields.Dict(keys=fields.String(), values=fields.Nested(BillingQuota), required=True)
+    realtime = fields.Dict(keys=fields.String(), values=fields.Integer(allow_none=True), metadata={
+        "description": "Ceilings of each project's realtime settings (realtime.max_*; null: the API's maximum)"})
 
 
 class BillingPlan(BillingEntitlements):

@@ -71,6 +71,7 @@ class GatewayService:
     metering = RpcProxy("metering")
     provisioner = RpcProxy("provisioner")  # only for sagas' history (admin panel)
     database = RpcProxy("database")
+    realtime = RpcProxy("realtime")
     sessions: Any = ApplicationProvider(_sessions)
     usage: UsageMeter = ApplicationProvider(build_meter)
     limiter: Any = ApplicationProvider(build_limiter)

@@ -21,6 +21,9 @@ METRICS = ("db_size_bytes", "egress_bytes", "storage_bytes", "function_invocatio
 # Gauges are billed on their peak in the period; the others are counters (the period's sum).
 GAUGES = ("db_size_bytes", "storage_bytes")
 QUOTA_KEYS = {"included", "unit", "overage_price", "limit"}
+# Ceilings of a project's realtime settings (`realtime.max_*`, the Management API's field names).
+REALTIME_KEYS = ("max_concurrent_users", "max_events_per_second", "max_bytes_per_second", "max_channels_per_client",
+                 "max_joins_per_second", "max_presence_events_per_second", "max_payload_size_in_kb")
 # Order of plans from cheapest to most complete: it decides "upgrade" or "downgrade".
 ORDER = ("free", "pro", "team", "enterprise")
 
@@ -54,6 +57,13 @@ def _check_plan(name: str, plan: Any) -> None:
     if not isinstance(plan["spend_cap"], bool):
         raise PlanConfigError(f"plan {name}: spend_cap must be true or false")
     _decimal(plan["price_monthly"], f"plan {name}: price_monthly")
+    realtime = plan.setdefault("realtime", {k: None for k in REALTIME_KEYS})
+    if not isinstance(realtime, dict) or set(realtime) - set(REALTIME_KEYS):
+        raise PlanConfigError(f"plan {name}: realtime takes only {', '.join(REALTIME_KEYS)}")
+    for key in REALTIME_KEYS:
+        value = realtime.setdefault(key, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise PlanConfigError(f"plan {name}: realtime.{key} must be an integer >= 1 or null")
     quotas = plan["quotas"]
     if not isinstance(quotas, dict):
         raise PlanConfigError(f"plan {name}: quotas must be a mapping")
@@ -105,6 +115,7 @@ def entitlements(plans: Plans, plan: str, spend_cap: bool | None = None) -> dict
         "currency": p["currency"],
         "spend_cap": p["spend_cap"] if spend_cap is None else spend_cap,
         "quotas": {metric: dict(q) for metric, q in p["quotas"].items()},
+        "realtime": dict(p.get("realtime") or {k: None for k in REALTIME_KEYS}),
     }
 
 

@@ -263,4 +263,8 @@ def entitlement_changes(plans: Plans, current: str, current_cap: bool, target: s
         for field in ("included", "overage_price", "limit"):
             if qa.get(field) != qb.get(field):
                 out.append({"entitlement": f"quotas.{metric}.{field}", "from": qa.get(field), "to": qb.get(field)})
+    ra, rb = a.get("realtime") or {}, b.get("realtime") or {}
+    for key in sorted(set(ra) | set(rb)):
+        if ra.get(key) != rb.get(key):
+            out.append({"entitlement": f"realtime.{key}", "from": ra.get(key), "to": rb.get(key)})
     return out

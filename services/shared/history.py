@@ -76,13 +76,12 @@ KINDS: dict[str, Kind] = {
              _id_of("services.functions.domain:Function", "ref", "slug")),
         Kind("saga", "provisioner", "services.provisioner.domain:Saga", "operation id",
              _id_of("services.provisioner.domain:Saga", "operation_id")),
+        Kind("realtime-config", "realtime", "services.realtime.domain:ProjectRealtime", "ref",
+             _id_of("services.realtime.domain:ProjectRealtime", "ref")),
     )
 }
 # Kinds people ask for that have no event-sourced aggregate yet: the answer says so.
-NOT_EVENT_SOURCED = {
-    "realtime-config": "realtime has no configuration aggregate yet (the realtime service only answers "
-                       "health; its features come with their own issue), so it has no history to travel",
-}
+NOT_EVENT_SOURCED: dict[str, str] = {}
 
 
 def kind_of(name: str) -> Kind:

@@ -691,7 +691,7 @@ def build_parser() -> Parser:
 
     history = commands.add_parser("history", help="an aggregate as it was at a past time, and what changed since")
     hs = history.add_subparsers(dest="history_command", required=True, metavar="SUBCOMMAND")
-    kinds = "organization, project, subscription, function, saga (realtime-config: not event-sourced yet)"
+    kinds = "organization, project, subscription, function, saga, realtime-config"
     st = hs.add_parser("state", help="an aggregate's state at a time or log position")
     st.add_argument("kind", metavar="KIND", help=kinds)
     st.add_argument("id", metavar="ID", help="its natural key (slug, ref, ref/slug, operation id) or aggregate UUID")

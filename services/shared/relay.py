@@ -43,6 +43,7 @@ PRODUCERS: dict[str, str] = {
     "functions": "services.functions.outbox",
     "billing": "services.billing.outbox",
     "metering": "services.metering.outbox",
+    "realtime": "services.realtime.outbox",
     "gateway": "gateway.usage_outbox",
     "probe": "services.shared.probe_outbox",
 }

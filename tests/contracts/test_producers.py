@@ -212,6 +212,30 @@ def functions_scenario(app: Any) -> None:
     app.delete_function(owner, ref, "hello", Projects(), Orgs(), CTX)
 
 
+def realtime_scenario(app: Any) -> None:
+    from services.realtime.config_views import MemoryConfigViews
+
+    app.views = MemoryConfigViews()
+
+    class Projects:
+        def get_project(self, user_id: str, ref: str) -> dict[str, Any]:
+            return {"ref": ref, "organization_slug": "acme-inc", "status": "ACTIVE_HEALTHY"}
+
+    class Orgs:
+        def authorize(self, user_id: str, slug: str, action: str) -> dict[str, Any]:
+            return {"slug": slug, "name": slug, "role": "owner"}
+
+    class Billing:
+        def get_entitlements(self, org_slug: str) -> dict[str, Any]:
+            return {"plan": "pro", "realtime": {}}
+
+    owner, ref = "6b6fb872-a5ee-4210-a763-79eee06c21f6", "auyavwhkyjpmcwdydbso"
+    ctx = {**CTX, "actor": owner}
+    app.update_realtime_config(owner, ref, {"max_concurrent_users": 1000, "private_only": True}, Projects(), Orgs(),
+                               Billing(), ctx)
+    app.shutdown_realtime(owner, ref, Projects(), Orgs(), Billing(), ctx)
+
+
 def probe_scenario(app: Any) -> None:
     app.record_batch("run-1", [0, 1, 2], fail_seqs=frozenset({2}))
 
@@ -265,6 +289,7 @@ SCENARIOS: dict[str, Callable[[Any], None]] = {
     "provisioner": provisioner_scenario,
     "billing": billing_scenario,
     "functions": functions_scenario,
+    "realtime": realtime_scenario,
     "probe": probe_scenario,
     "gateway": gateway_scenario,
     "metering": metering_scenario,

@@ -6,7 +6,7 @@ schema is registered here by (event_type, schema_version). Producers build messa
 module inside it: importing it registers every contract.
 """
 
-from . import billing, functions, gateway, metering, orgs, probe, projects, provisioner  # noqa: F401  (registers contracts)
+from . import billing, functions, gateway, metering, orgs, probe, projects, provisioner, realtime  # noqa: F401  (registers contracts)
 from .registry import (
     ADAPTERS,
     REGISTRY,

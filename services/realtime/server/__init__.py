@@ -1,0 +1,1 @@
+"""The realtime server (the Phoenix protocol behind the project edge) and what feeds it."""

@@ -1,0 +1,1 @@
+"""realtime use cases, one module per part (config: settings and shutdowns)."""
