@@ -1,8 +1,10 @@
 """realtime application: one eventsourcing Application whose commands come in parts, one
-mixin per part (services/realtime/usecases/): config (settings and shutdowns).
+mixin per part (services/realtime/usecases/): config (settings and shutdowns), publication
+(which tables publish Postgres changes).
 
 Imports its domain, its use cases, eventsourcing and services.shared; never nameko. Set by
-bootstrap: `views` (the settings read model, services/realtime/config_views.py).
+bootstrap: `views` (the settings read model, services/realtime/config_views.py) and
+`tenant_sql` (services/shared/tenantsql.py, for the publication).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from eventsourcing.application import Application
 
 from .domain import ProjectRealtime
 from .usecases.config import ConfigCommands
+from .usecases.publication import PublicationCommands
 
 
-class RealtimeApplication(ConfigCommands, Application):
+class RealtimeApplication(ConfigCommands, PublicationCommands, Application):
     name = "realtime"
 
     views: Any = None
+    tenant_sql: Any = None
     clock: Callable[[], float] = staticmethod(time.time)
 
     def close(self) -> None:

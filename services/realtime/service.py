@@ -1,6 +1,6 @@
-"""realtime nameko entrypoint: RPC for the gateway (a project's realtime settings, shutdowns)
-and for the realtime server (the settings in force). Translates only; rules live in the
-application (services/realtime/usecases/)."""
+"""realtime nameko entrypoint: RPC for the gateway (a project's realtime settings, shutdowns,
+its supabase_realtime publication) and for the realtime server (the settings in force).
+Translates only; rules live in the application (services/realtime/usecases/)."""
 
 import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
@@ -55,3 +55,17 @@ class RealtimeService:
     def realtime_config_row(self, ref: str) -> dict[str, Any]:
         """For the realtime server and the platform's own tools: the settings in force."""
         return self.app.config_row(ref)
+
+    # -- publication: which tables publish Postgres changes -------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def get_publication(self, user_id: str, ref: str) -> dict[str, Any]:
+        return self.app.get_publication(user_id, ref, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def update_publication(self, user_id: str, ref: str, body: dict[str, Any], ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.update_publication(user_id, ref, body, RemotePort(self.projects), RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def publication_history(self, ref: str) -> list[dict[str, Any]]:
+        """For the platform's own tools: every recorded change of the project's publication."""
+        return self.app.publication_history(ref)
