@@ -369,6 +369,7 @@ def build_edge(settings: Settings) -> Edge:
     from ..usage import build_meter
     from .functions import FunctionsUpstream
 
+    from .realtime import RealtimeUpstream
     from .rest import RestUpstream
     from services.shared.tenants import ProjectsRpc
 
@@ -377,6 +378,7 @@ def build_edge(settings: Settings) -> Edge:
     edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants)
     edge.mount(FunctionsUpstream(settings))
     edge.mount(RestUpstream(settings, tenants))
+    edge.mount(RealtimeUpstream(settings))
     mount_auth_and_storage(edge, settings)
     return edge
 

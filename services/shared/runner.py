@@ -60,6 +60,9 @@ def process_specs(settings: Settings) -> list[ProcessSpec]:
     # Runs edge functions in sandboxed Deno workers; the project edge forwards invocations to it.
     specs.append(ProcessSpec("functions-runtime", [sys.executable, "-m", "services.functions.runtime"],
                              http_port=settings.functions_runtime_port, http_host=settings.functions_runtime_host))
+    # The realtime server (Phoenix channels of every project); the project edge forwards to it.
+    specs.append(ProcessSpec("realtime-server", [sys.executable, "-m", "services.realtime.server"],
+                             http_port=settings.realtime_port, http_host=settings.realtime_host))
     # The project edge: every project's API URL, an origin apart from the dashboard's.
     specs.append(ProcessSpec("edge", [sys.executable, "-m", "gateway.edge"], http_port=settings.edge_port,
                              http_host=settings.edge_host))

@@ -1,1 +1,3 @@
-"""The realtime server (the Phoenix protocol behind the project edge) and what feeds it."""
+"""The realtime server (Supabase Realtime's Phoenix channels for every project, behind the
+project edge) and what feeds it: `python -m services.realtime.server`. See server.py and
+docs/realtime.md."""
