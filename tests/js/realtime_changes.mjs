@@ -15,7 +15,9 @@ const cfg = JSON.parse(Buffer.concat(chunks).toString());
 function client(key, extra = {}) {
   return createClient(cfg.url, key, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: WebSocket, vsn: cfg.vsn, heartbeatIntervalMs: 5000, ...extra },
+    // A long join timeout: on a loaded 2-core machine a first join (project lookup, login, slot)
+    // can take longer than realtime-js's 10 s default.
+    realtime: { transport: WebSocket, vsn: cfg.vsn, heartbeatIntervalMs: 5000, timeout: 30000, ...extra },
   });
 }
 
@@ -41,9 +43,12 @@ function listen(c, name, bindings) {
   let ch = c.channel(name);
   for (const b of bindings) ch = ch.on("postgres_changes", b, (p) => got.push({ ...p, _at: Date.now() }));
   ch.subscribe((s, err) => statuses.push(err ? `${s}: ${err.message}` : s));
+  trace.push(() => `${name}: ${ch.state} ${statuses.join(",")}`);
   return { ch, got, statuses };
 }
 
+const trace = [];
+const log = [];
 const isSentinel = (p) => (p.new && p.new.id === 999);
 
 async function changes() {
@@ -66,15 +71,17 @@ async function changes() {
   await until("the bad filter refused", () => bad.statuses.length > 0);
   console.log(JSON.stringify({ ready: true }));
   // The test changes rows now, and last commits the sentinel (id 999 in marks and secrets).
-  await until("the sentinel", () => all.got.some(isSentinel) && a.got.some(isSentinel) && b.got.some(isSentinel),
-              60000);
+  // Each channel the sentinel reaches; changes come in commit order on each socket, so the
+  // others' last changes came before it.
+  await until("the sentinel", () => [all, inserts, a, b].every((x) => x.got.some(isSentinel)), 60000);
   const out = { bad: bad.statuses };
   for (const [k, v] of Object.entries(chans)) out[k] = v.got;
   return out;
 }
 
 async function reconnect() {
-  const c = client(cfg.anon, { reconnectAfterMs: () => 300 });
+  const c = client(cfg.anon, { reconnectAfterMs: () => 300,
+                               logger: (kind, msg, data) => log.push(`${Date.now()} ${kind} ${msg} ${String(JSON.stringify(data)).slice(0, 200)}`) });
   const ch = listen(c, "rc", [{ event: "*", schema: "public", table: "todos" }]);
   await until("subscribed", () => ch.statuses.includes("SUBSCRIBED"));
   console.log(JSON.stringify({ ready: true }));
@@ -103,6 +110,6 @@ try {
   console.log(JSON.stringify(out));
   process.exit(0);
 } catch (e) {
-  console.log(JSON.stringify({ error: String(e && e.stack || e) }));
+  console.log(JSON.stringify({ error: String(e && e.stack || e), log: log.filter((l) => !l.includes("heartbeat") && !l.includes("transport [object") && !l.includes("channel error") && !l.includes("transport close")).slice(-14), trace: trace.map((f) => f()) }));
   process.exit(1);
 }

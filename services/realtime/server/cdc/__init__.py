@@ -6,6 +6,7 @@ subscriber's RLS and sent in Supabase's payload shape. See docs/realtime-changes
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -39,4 +40,13 @@ def build_provider(settings: Settings, rpc: Any = None) -> CdcProvider:
         cache[ref] = (time.monotonic(), dict(value))
         return dict(value)
 
+    # The first call of a fresh process opens the broker connection (seconds on a busy
+    # machine): open it now, not in the first join after a restart.
+    def warm() -> None:
+        try:
+            rpc.call_service("provisioner", "health")
+        except Exception:  # noqa: BLE001  (the first join tries again)
+            pass
+
+    threading.Thread(target=warm, name="cdc-rpc-warmup", daemon=True).start()
     return CdcProvider(login, settings_from(settings))

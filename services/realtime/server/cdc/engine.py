@@ -50,6 +50,7 @@ class CdcSettings:
     idle_close_s: float = 30.0  # a tenant without subscribers keeps its slot this long
     info_ttl_s: float = 5.0  # catalog facts (primary key, RLS, privileges) cached this long
     reconnect_max_s: float = 5.0
+    open_timeout_s: float = 8.0  # a join waits this long for the slot (realtime-js gives up on a join after 10 s by default)
 
 
 Login = Callable[[str], Awaitable[dict[str, Any]]]
@@ -85,22 +86,32 @@ class TenantStream:
         self.decoder = Decoder()
         self._start_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._idle_task: asyncio.Task[None] | None = None
         self._info: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self.closed = False
         self.stats = {"polls": 0, "changes": 0, "sent": 0, "hidden": 0, "errors": 0, "last_error": None}
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def ensure_started(self) -> None:
-        """Returns once the slot exists: every change committed after this is delivered."""
+    async def ensure_started(self, timeout: float | None = None) -> None:
+        """Returns once the slot exists: every change committed after this is delivered. The
+        opening is shared by every join waiting for it, and goes on when one stops waiting
+        (its timeout): the next join finds the slot open."""
+        if self.conn is not None and not self.conn.closed and self._task is not None and not self._task.done():
+            return
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.get_running_loop().create_task(self._start(), name=f"cdc-open:{self.ref}")
+        await asyncio.wait_for(asyncio.shield(self._opening), timeout)
+
+    async def _start(self) -> None:
         async with self._start_lock:
-            if self.conn is not None and not self.conn.closed:
-                return
-            await self._open()
+            if self.conn is None or self.conn.closed:
+                await self._open()
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._run(), name=f"cdc:{self.ref}")
 
     async def _open(self) -> None:
+        t0 = time.monotonic()
         info = await self.login(self.ref)
         conn = await psycopg.AsyncConnection.connect(
             host=info["host"], port=info["port"], dbname=info["dbname"], user=info["user"],
@@ -116,6 +127,7 @@ class TenantStream:
         self.conn = conn
         self.decoder = Decoder()
         self._info.clear()
+        log.info("cdc %s: slot %s open (%.0f ms)", self.ref, self.slot, (time.monotonic() - t0) * 1000)
 
     async def _create_slot(self, conn: psycopg.AsyncConnection[Any]) -> None:
         deadline = time.monotonic() + 10
@@ -133,6 +145,7 @@ class TenantStream:
             if row is None:
                 continue
             pid, temporary = row
+            log.info("cdc %s: slot %s is held (pid %s, temporary %s): taking it over", self.ref, self.slot, pid, temporary)
             if pid is not None:
                 with contextlib.suppress(psycopg.Error):
                     await conn.execute("SELECT pg_terminate_backend(%s, 2000)", (pid,))
@@ -144,7 +157,7 @@ class TenantStream:
     async def close(self) -> None:
         """Stop polling and end the session: PostgreSQL drops the temporary slot with it."""
         self.closed = True
-        for task in (self._task, self._idle_task):
+        for task in (self._opening, self._task, self._idle_task):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -384,10 +397,11 @@ class CdcProvider:
                 self.streams[ref] = stream
         stream.add(sub, bindings)
         try:
-            await stream.ensure_started()
-        except (psycopg.Error, OSError, LookupError) as exc:
+            await stream.ensure_started(self.settings.open_timeout_s)
+        except (psycopg.Error, OSError, LookupError, asyncio.TimeoutError) as exc:
             stream.remove(sub)
-            log.warning("cdc %s: could not open the replication slot: %s", ref, str(exc).splitlines()[0] if str(exc) else exc)
+            log.warning("cdc %s: could not open the replication slot: %s", ref,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise ChangesRefused("Realtime was unable to connect to the project database") from None
         except BaseException:
             stream.remove(sub)
