@@ -50,7 +50,7 @@ class CdcSettings:
     idle_close_s: float = 30.0  # a tenant without subscribers keeps its slot this long
     info_ttl_s: float = 5.0  # catalog facts (primary key, RLS, privileges) cached this long
     reconnect_max_s: float = 5.0
-    open_timeout_s: float = 8.0  # a join waits this long for the slot (realtime-js gives up on a join after 10 s by default)
+    open_timeout_s: float = 25.0  # a join waits this long for the slot (the opening goes on for the next join)
 
 
 Login = Callable[[str], Awaitable[dict[str, Any]]]
