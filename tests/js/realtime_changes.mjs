@@ -92,15 +92,16 @@ async function reconnect() {
   let current = ch;
   let resubscribed = false;
   try {
-    await until("joined again", () => c.realtime.isConnected() && ch.ch.state === "joined", 45000);
+    await until("joined again", () => c.realtime.isConnected() && ch.ch.state === "joined", 30000);
   } catch (e) {
     // realtime-js 2.90 can wedge a channel whose join was in flight when its socket dropped
     // (Push.resend keeps the old timeout timer, so the join goes out with an empty ref that no
-    // reply matches, forever). The application's remedy: a new channel object.
-    await c.removeChannel(ch.ch);
-    current = listen(c, "rc", [{ event: "*", schema: "public", table: "todos" }]);
+    // reply matches). The application's remedy: a new client and channel.
+    c.realtime.disconnect();
+    const fresh = client(cfg.anon);
+    current = listen(fresh, "rc", [{ event: "*", schema: "public", table: "todos" }]);
     resubscribed = true;
-    await until("subscribed again", () => current.statuses.includes("SUBSCRIBED"), 45000);
+    await until("subscribed again", () => current.statuses.includes("SUBSCRIBED"), 60000);
   }
   console.log(JSON.stringify({ rejoined: true }));
   await until("the sentinel", () => current.got.some(isSentinel), 60000);
