@@ -96,6 +96,7 @@ def main() -> None:
                           (i,))
                 inserts.append((time.perf_counter() - t0) * 1000)
                 time.sleep(args.gap_ms / 1000)
+        node.stdin = None  # closed above: communicate must not flush it
         out = json.loads(node.communicate(timeout=300)[0].strip().splitlines()[-1])
         lat = [float(x) for x in out["ms"]]
         # An empty read of a slot, as the engine does between changes (superuser-free: the
