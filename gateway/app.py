@@ -66,7 +66,7 @@ ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes"
                                   "gateway.metering_routes", "gateway.database_routes", "gateway.project_apis_routes",
                                   "gateway.history_routes")
 # Routes declared with @endpoint (gateway/routing.py): handlers are (call) -> data.
-ROUTE_MODULES += ("gateway.projects_routes", "gateway.realtime_routes")
+ROUTE_MODULES += ("gateway.projects_routes", "gateway.realtime_routes", "gateway.realtime_publication_routes")
 HANDLERS: dict[str, Callable[..., Response]] = {}
 SCOPED: dict[str, str] = {}  # endpoint -> "org" or "project": membership checked before the handler runs
 ADMIN: set[str] = set()  # endpoints for platform admins only: checked before the handler runs

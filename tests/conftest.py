@@ -101,7 +101,8 @@ def drop_tenants(s: Settings) -> None:
     with psycopg.connect(s.conninfo_for("postgres"), autocommit=True) as conn:
         for ref in refs:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(ref)))
-            for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", f"postgres.{ref}",
+            for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", f"supabase_realtime_admin.{ref}",
+                         f"postgres.{ref}",
                          f"authenticator.{ref}", ref):
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 

@@ -12,7 +12,7 @@ from services.shared.errors import Conflict, InvalidInput, NotFound
 
 from . import advisors, logs, tables, typegen
 from .storage import ConfigStore, DbLog, SnippetStore
-from .tenantsql import QueryError, Target, TenantSql
+from services.shared.tenantsql import QueryError, Target, TenantSql
 
 HISTORY_DDL = """
 CREATE SCHEMA IF NOT EXISTS supabase_migrations;

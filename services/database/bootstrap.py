@@ -8,7 +8,7 @@ from services.shared.settings import Settings
 from .application import DatabaseApplication
 from .storage import (DDL, SCHEMA, MemoryConfigStore, MemoryDbLog, MemorySnippetStore, SqlConfigStore, SqlDbLog,
                       SqlSnippetStore)
-from .tenantsql import Limits, TenantSql
+from services.shared.tenantsql import Limits, TenantSql
 
 
 def build(settings: Settings, *, in_memory: bool = False) -> DatabaseApplication:

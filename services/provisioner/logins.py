@@ -1,5 +1,5 @@
 """The passwords of a tenant's service logins (`supabase_auth_admin.<ref>`,
-`supabase_storage_admin.<ref>`), kept encrypted (SecretBox, AES-GCM with the platform's master
+`supabase_storage_admin.<ref>`, `supabase_realtime_admin.<ref>`), kept encrypted (SecretBox, AES-GCM with the platform's master
 key, context `<ref>:<role>`) as the role's own comment on the cluster: created and dropped with
 the role in the same transaction, needing no other store. PostgreSQL keeps the SCRAM verifier;
 only holders of the master key can read the comment's ciphertext. The project's API runtimes
@@ -17,7 +17,9 @@ from psycopg import sql
 
 from services.shared.crypto import SecretBox
 
-SERVICES = {"auth": "supabase_auth_admin", "storage": "supabase_storage_admin"}
+# realtime: the realtime server's Postgres changes (a logical replication slot in the
+# tenant's database, and the RLS checks as the subscriber's role), see docs/realtime-changes.md.
+SERVICES = {"auth": "supabase_auth_admin", "storage": "supabase_storage_admin", "realtime": "supabase_realtime_admin"}
 MARK = "supaplatform-login "
 
 

@@ -1,9 +1,10 @@
 """realtime application: one eventsourcing Application whose commands come in parts, one
 mixin per part (services/realtime/usecases/): config (settings and shutdowns), operator (the
-admin panel's live view).
+admin panel's live view), publication (which tables publish Postgres changes).
 
 Imports its domain, its use cases, eventsourcing and services.shared; never nameko. Set by
-bootstrap: `views` (the settings read model, services/realtime/config_views.py).
+bootstrap: `views` (the settings read model, services/realtime/config_views.py) and
+`tenant_sql` (services/shared/tenantsql.py, for the publication).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from eventsourcing.application import Application
 from .domain import ProjectRealtime
 from .usecases.config import ConfigCommands
 from .usecases.operator import OperatorViews
+from .usecases.publication import PublicationCommands
 
 
-class RealtimeApplication(ConfigCommands, OperatorViews, Application):
+class RealtimeApplication(ConfigCommands, OperatorViews, PublicationCommands, Application):
     name = "realtime"
 
     views: Any = None
+    tenant_sql: Any = None
     clock: Callable[[], float] = staticmethod(time.time)
 
     def close(self) -> None:

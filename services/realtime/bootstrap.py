@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.shared.db import ensure_schema
 from services.shared.eventstore import open_application
 from services.shared.settings import Settings
+from services.shared.tenantsql import Limits, TenantSql
 
 from services.shared.crypto import internal_token
 
@@ -21,6 +22,11 @@ def runtime_for(settings: Settings) -> RealtimeRuntime:
     return NoRuntime()
 
 
+def tenant_sql(settings: Settings) -> TenantSql:
+    """The publication's SQL in tenants' databases: the database service's limits."""
+    return TenantSql(Limits(statement_timeout_ms=settings.database_statement_timeout_ms))
+
+
 def build(settings: Settings, *, in_memory: bool = False) -> RealtimeApplication:
     if in_memory:
         app = open_application(RealtimeApplication, settings, in_memory=True)
@@ -30,6 +36,7 @@ def build(settings: Settings, *, in_memory: bool = False) -> RealtimeApplication
         app = open_application(RealtimeApplication, settings, recorder=ConfigRecorder)
         app.views = SqlConfigViews(app.recorder.datastore)  # type: ignore[attr-defined]
     app.runtime = runtime_for(settings)
+    app.tenant_sql = tenant_sql(settings)
     return app
 
 

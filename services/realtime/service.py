@@ -1,15 +1,15 @@
-"""realtime nameko entrypoint: RPC for the gateway (a project's realtime settings, shutdowns)
-and for the realtime server (the settings in force). Translates only; rules live in the
-application (services/realtime/usecases/)."""
+"""realtime nameko entrypoint: RPC for the gateway (a project's realtime settings, shutdowns,
+its supabase_realtime publication) and for the realtime server (the settings in force).
+Translates only; rules live in the application (services/realtime/usecases/)."""
 
 import services.shared.greenpg  # noqa: F401  (must precede psycopg)
 
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import rpc
 
 from services.shared.errors import EXPECTED
-from services.shared.nameko_ext import ApplicationProvider, RemotePort, history_rpc, reliable_handler
+from services.shared.nameko_ext import ApplicationProvider, RemotePort, TimedRpcProxy, history_rpc, reliable_handler
 
 from .application import RealtimeApplication
 from .adapters import RealtimeServerStats
@@ -24,9 +24,9 @@ class RealtimeService:
 
     app: RealtimeApplication = ApplicationProvider(build)
     server_stats: RealtimeServerStats = ApplicationProvider(build_server_stats)
-    projects = RpcProxy("projects")
-    orgs = RpcProxy("orgs")
-    billing = RpcProxy("billing")
+    projects = TimedRpcProxy("projects")
+    orgs = TimedRpcProxy("orgs")
+    billing = TimedRpcProxy("billing")
 
     @rpc
     def health(self) -> dict[str, Any]:
@@ -71,3 +71,17 @@ class RealtimeService:
     @reliable_handler("realtime", "realtime_shutdown_requested")
     def on_shutdown_requested(self, envelope: dict[str, Any]) -> None:
         self.app.apply_to_runtime(envelope)
+
+    # -- publication: which tables publish Postgres changes -------------------------------------
+    @rpc(expected_exceptions=EXPECTED)
+    def get_publication(self, user_id: str, ref: str) -> dict[str, Any]:
+        return self.app.get_publication(user_id, ref, RemotePort(self.projects), RemotePort(self.orgs))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def update_publication(self, user_id: str, ref: str, body: dict[str, Any], ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.update_publication(user_id, ref, body, RemotePort(self.projects), RemotePort(self.orgs), ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def publication_history(self, ref: str) -> list[dict[str, Any]]:
+        """For the platform's own tools: every recorded change of the project's publication."""
+        return self.app.publication_history(ref)

@@ -45,6 +45,7 @@ ENSURE_INFRA_DOCS: dict[str, str] = {
     "SLOTS_WANTED": "PostgreSQL max_replication_slots and max_wal_senders the script raises the server to if lower (realtime's "
                     "Postgres changes; in the same single restart, with wal_level=logical)",
     "PLATFORM_ROLE": "The platform's PostgreSQL role (the db_user setting): pg_hba.conf gets a scram-sha-256 rule for it",
+    "SLOTS_WANTED": "PostgreSQL max_replication_slots (and max_wal_senders) the script raises the server to if lower, for realtime's Postgres changes (one replication slot per project with subscribers; restarts PostgreSQL once)",
     "SANDBOX_USER": "System user created (when run as root) for edge function workers (the functions_sandbox_user setting)",
 }
 

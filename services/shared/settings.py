@@ -141,6 +141,10 @@ class Settings:
     database_statement_timeout_ms: int = field(default=15000, metadata={"doc": "Statement timeout of SQL run through the Management API (query, migrations) in a tenant's database; a watchdog cancels a little after it"})
     database_max_rows: int = field(default=10000, metadata={"doc": "Rows a query through the Management API may return at most; more: a 400 and the transaction rolled back"})
     database_max_result_mb: int = field(default=10, metadata={"doc": "Size of a query's JSON result at most (MB); larger: a 400 and the transaction rolled back"})
+    # Realtime's Postgres changes (services/realtime/server/cdc, docs/realtime-changes.md).
+    realtime_cdc_poll_ms: int = field(default=20, metadata={"doc": "Realtime Postgres changes: pause between two empty reads of a tenant's replication slot (a read that found changes reads again at once); bounds the insert-to-callback latency"})
+    realtime_cdc_idle_close_s: float = field(default=30.0, metadata={"doc": "Realtime Postgres changes: a project without postgres_changes subscribers keeps its replication slot (and its session) this long, then gives it up"})
+    realtime_cdc_batch: int = field(default=2000, metadata={"doc": "Realtime Postgres changes: changes read from a slot per read at most (whole transactions)"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
 
     def project_api_url(self, ref: str) -> str:

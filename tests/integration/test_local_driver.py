@@ -56,7 +56,8 @@ def cleanup(settings: Settings, ref: str) -> None:
     with admin(settings) as conn:
         for db in (ref, staging_database(ref)):
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", owner_role(ref),
+        for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", f"supabase_realtime_admin.{ref}",
+                     owner_role(ref),
                      authenticator_role(ref), group_role(ref)):
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 

@@ -150,7 +150,8 @@ def test_a_paused_tenant_is_backed_up_to_s3_and_restored_from_it(moto_url: str, 
     finally:
         with connect(settings, autocommit=True, dbname="postgres") as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{ref}" WITH (FORCE)')
-            for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", owner_role(ref),
+            for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", f"supabase_realtime_admin.{ref}",
+                     owner_role(ref),
                          authenticator_role(ref), group_role(ref)):
                 conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 

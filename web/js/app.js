@@ -13,6 +13,7 @@ import * as project from "./pages/project.js";
 import * as functions from "./pages/functions.js";
 import * as apis from "./pages/apis.js";
 import * as database from "./pages/database.js";
+import * as publications from "./pages/publications.js";
 import * as usage from "./pages/usage.js";
 import * as billing from "./pages/billing.js";
 import * as admin from "./pages/admin.js";
@@ -72,6 +73,7 @@ route("/project/:ref/database/sql", signedIn(database.sqlEditor));
 route("/project/:ref/database/policies", signedIn(database.policies));
 route("/project/:ref/database/migrations", signedIn(database.migrations));
 route("/project/:ref/database/types", signedIn(database.types));
+route("/project/:ref/database/publications", signedIn(publications.publications));
 
 route("/admin", signedIn(admin.overview));
 route("/admin/organizations", signedIn(admin.organizations));

@@ -26,7 +26,7 @@ export function projectNav(ref, slug) {
       ["Edge functions", `${base}/functions`], ["Realtime", `${base}/realtime/inspector`], ["Usage", `${base}/usage`]] },
     { heading: "Database", links: [["Table editor", `${base}/database`], ["SQL editor", `${base}/database/sql`],
       ["RLS policies", `${base}/database/policies`], ["Migrations", `${base}/database/migrations`],
-      ["TypeScript types", `${base}/database/types`]] },
+      ["TypeScript types", `${base}/database/types`], ["Publications", `${base}/database/publications`]] },
     { heading: "Settings", links: [["General", `${base}/settings`], ["API", `${base}/settings/api`],
       ["Authentication", `${base}/settings/auth`], ["Realtime", `${base}/realtime`], ["History", `${base}/settings/history`]] },
     slug ? { heading: "Organization", links: [["All projects", `/org/${encodeURIComponent(slug)}`]] } : null,

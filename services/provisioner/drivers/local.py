@@ -530,10 +530,10 @@ class LocalDriver(Driver):
         return self._secret_box
 
     def _create_service_logins(self, conn: psycopg.Connection, ref: str) -> list[str]:
-        """The Auth and Storage APIs' own logins: random passwords stored encrypted as the
-        role's comment (services/provisioner/logins.py), their SCRAM verifiers here. The
-        storage login switches to the caller's role (anon/authenticated/service_role) per
-        request, as Supabase Storage does."""
+        """The Auth, Storage and Realtime APIs' own logins: random passwords stored encrypted
+        as the role's comment (services/provisioner/logins.py), their SCRAM verifiers here.
+        The storage and realtime logins switch to the caller's role (anon/authenticated/
+        service_role) per request, as Supabase Storage and Realtime do."""
         made = []
         for service in logins.SERVICES:
             role = logins.login_role(service, ref)
@@ -544,9 +544,17 @@ class LocalDriver(Driver):
                      "group": sql.Identifier(group_role(ref)), "limit": sql.Literal(TENANT_CONNECTION_LIMIT)}
             conn.execute(sql.SQL("ALTER ROLE {role} WITH LOGIN NOINHERIT CONNECTION LIMIT {limit} PASSWORD {pw}").format(
                 pw=sql.Literal(scram_verifier(password)), **ident))
-            conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}; "
-                                 "GRANT {role} TO {owner}").format(**ident))
-            if service == "storage":
+            conn.execute(sql.SQL("GRANT {group} TO {role}; GRANT " + TENANTS_GROUP + " TO {role}").format(**ident))
+            if service == "realtime":
+                # Logical decoding through SQL needs REPLICATION. The tenant's owner is not
+                # made a member (SET ROLE would hand the attribute to the tenant, who could
+                # then keep slots that hold WAL back on the shared cluster). pg_hba admits
+                # the login to its own database only and has no `replication` line, so it
+                # cannot open a physical replication connection.
+                conn.execute(sql.SQL("ALTER ROLE {role} WITH REPLICATION").format(**ident))
+            else:
+                conn.execute(sql.SQL("GRANT {role} TO {owner}").format(**ident))
+            if service in ("storage", "realtime"):
                 conn.execute(sql.SQL("GRANT anon, authenticated, service_role TO {role}").format(**ident))
             made.append(role)
         return made

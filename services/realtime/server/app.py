@@ -20,7 +20,7 @@ from services.shared.crypto import internal_token
 from services.shared.settings import Settings, load_settings
 from services.shared.tenants import ProjectsRpc, Tenants
 
-from .changes import ChangesProvider, NoChanges
+from .changes import ChangesProvider
 from .config_feed import ConfigFeed
 from .server import RealtimeServer, Usage
 
@@ -34,8 +34,10 @@ def build_config(settings: Settings) -> ConfigSource:
 
 
 def build_changes(settings: Settings) -> ChangesProvider:
-    """Postgres changes: the CDC engine (services/realtime/server/cdc/) replaces NoChanges here."""
-    return NoChanges()
+    """Postgres changes: the CDC engine (services/realtime/server/cdc/, docs/realtime-changes.md)."""
+    from .cdc import build_provider
+
+    return build_provider(settings)
 
 
 def build_usage(settings: Settings) -> Usage:

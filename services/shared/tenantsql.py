@@ -1,6 +1,7 @@
 """Runs SQL in a tenant's database as the tenant's own login (never a platform role), with
-a statement timeout, a watchdog that cancels past it, and caps on rows and bytes.
-Imports psycopg and the standard library only."""
+a statement timeout, a watchdog that cancels past it, and caps on rows and bytes. Shared by
+the database service (SQL, migrations, table editor) and the realtime service (the
+supabase_realtime publication). Imports psycopg and the standard library only."""
 
 from __future__ import annotations
 
