@@ -249,6 +249,21 @@ class Connection(Schema):
                        "<api_url>/functions/v1/<slug>"})
 
 
+class SupavisorConfigResponse(Schema):
+    identifier = fields.String(required=True)
+    database_type = fields.String(required=True, validate=validate.OneOf(["PRIMARY", "READ_REPLICA"]))
+    is_using_scram_auth = fields.Boolean(required=True)
+    db_user = fields.String(required=True)
+    db_host = fields.String(required=True)
+    db_port = fields.Integer(required=True)
+    db_name = fields.String(required=True)
+    connection_string = fields.String(required=True)
+    connectionString = fields.String(required=True, metadata={"description": "Use connection_string instead"})
+    default_pool_size = fields.Integer(required=True, allow_none=True)
+    max_client_conn = fields.Integer(required=True, allow_none=True)
+    pool_mode = fields.String(required=True, validate=validate.OneOf(["transaction", "session"]))
+
+
 class ProjectDetail(V1ProjectWithDatabaseResponse):
     progress = fields.Nested(Progress, required=True)
     connection = fields.Nested(Connection, allow_none=True, required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.shared.db import make_pool
+from services.shared.pgmeta import PgMeta
 from services.shared.settings import Settings
 
 from .application import DatabaseApplication
@@ -14,9 +15,17 @@ from .tenantsql import Limits, TenantSql
 def build(settings: Settings, *, in_memory: bool = False) -> DatabaseApplication:
     sql = TenantSql(Limits(statement_timeout_ms=settings.database_statement_timeout_ms,
                            max_rows=settings.database_max_rows, max_bytes=settings.database_max_result_mb * 1024 * 1024))
+    meta = PgMeta(settings)  # started on the first types call, stopped when idle
     if in_memory:
-        return DatabaseApplication(sql, MemoryConfigStore(), MemoryDbLog(), MemorySnippetStore())
+        return DatabaseApplication(sql, MemoryConfigStore(), MemoryDbLog(), MemorySnippetStore(), meta,
+                                   settings.project_log_retention_h)
     pool = make_pool(settings, SCHEMA, DDL, max_size=4)
-    app = DatabaseApplication(sql, SqlConfigStore(pool), SqlDbLog(pool), SqlSnippetStore(pool))
-    app.close = pool.close  # type: ignore[attr-defined]
+    app = DatabaseApplication(sql, SqlConfigStore(pool), SqlDbLog(pool), SqlSnippetStore(pool), meta,
+                              settings.project_log_retention_h)
+
+    def close() -> None:
+        meta.close()
+        pool.close()
+
+    app.close = close  # type: ignore[attr-defined]
     return app
