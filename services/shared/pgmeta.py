@@ -110,8 +110,9 @@ class PgMeta:
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
 
-    def ensure(self, timeout: float = 30.0) -> None:
+    def ensure(self, timeout: float | None = None) -> None:
         """Start postgres-meta if it is not running, and wait until it answers."""
+        timeout = self.settings.pg_meta_start_timeout_s if timeout is None else timeout
         with self._lock:
             self._last_used = time.monotonic()
             if self.running:

