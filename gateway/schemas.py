@@ -68,9 +68,15 @@ class User(Schema):
     is_admin = fields.Boolean(required=True)
 
 
+class StudioInfo(Schema):
+    ref = fields.String(required=True, metadata={"description": "The one project this Studio session is for"})
+    dashboard_url = fields.String(required=True, metadata={"description": "Where the platform's own pages are"})
+
+
 class SessionInfo(Schema):
     user = fields.Nested(User, required=True)
     csrf_token = fields.String(metadata={"description": "Send as X-CSRF-Token on state-changing requests made with the session cookie"})
+    studio = fields.Nested(StudioInfo, metadata={"description": "On the Studio origin only (docs/studio.md)"})
 
 
 class ProfileUpdate(Strict):

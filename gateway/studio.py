@@ -142,6 +142,22 @@ def check_route(request: Request, session_ref: str | None) -> None:
     raise HttpError(404, f"no route for {request.path} on the Studio origin")
 
 
+PAGE_PATH = re.compile(rf"^/project/{REF}/(?P<page>database(/.*)?)$")
+
+
+def page_ref(request: Request) -> tuple[str, str] | None:
+    """(ref, page) of a Studio page request (`/project/<ref>/database/...`), else None."""
+    m = PAGE_PATH.match(request.path) if request.method in ("GET", "HEAD") else None
+    return (m.group("ref"), m.group("page")) if m else None
+
+
+def bridge_url(settings: Any, ref: str, page: str) -> str:
+    """The dashboard's bridge for this project and page (it redirects back with a code)."""
+    if not PAGE.match(page) or ".." in page:
+        page = "database"
+    return f"{settings.public_url.rstrip('/')}/platform/projects/{ref}/studio?{urlencode({'page': page})}"
+
+
 def csrf_ok(request: Request, session: StudioSession) -> bool:
     return hmac.compare_digest(request.headers.get("X-CSRF-Token", "").encode(), session.csrf_token.encode())
 

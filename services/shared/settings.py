@@ -109,6 +109,7 @@ class Settings:
     functions_sandbox_user: str = field(default="sp-functions", metadata={"doc": "Unprivileged system user edge function workers run as when the runtime runs as root (scripts/ensure_infra.sh creates it)"})
     functions_egress_deny: str = field(default="", metadata={"doc": "More networks (comma-separated CIDRs) edge functions may not reach, on top of loopback, private, link-local, CGNAT, multicast and this machine's own addresses"})
     functions_insecure_no_sandbox: bool = field(default=False, metadata={"doc": "INSECURE, development only: run edge function workers without the operating-system sandbox when the kernel refuses namespaces (tenant code can then reach everything the runtime reaches)"})
+    studio_public_url: str = field(default="", metadata={"doc": "Origin of the Studio bridge (docs/studio.md), apart from the dashboard's so that its cookie never reaches the dashboard; empty: the gateway's own port under the other loopback name (localhost when public_url is 127.0.0.1, else 127.0.0.1)"})
     edge_host: str = field(default="127.0.0.1", metadata={"doc": "Address the project edge (project APIs: /<ref>/functions/v1/...) listens on"})
     edge_port: int = field(default=8082, metadata={"doc": "Port of the project edge, a different origin from the dashboard and Management API"})
     edge_public_url: str = field(default="http://127.0.0.1:8082", metadata={"doc": "Base URL clients reach the project edge at; a project's API URL is <this>/<ref> (or see edge_domain)"})
@@ -136,6 +137,14 @@ class Settings:
     database_max_rows: int = field(default=10000, metadata={"doc": "Rows a query through the Management API may return at most; more: a 400 and the transaction rolled back"})
     database_max_result_mb: int = field(default=10, metadata={"doc": "Size of a query's JSON result at most (MB); larger: a 400 and the transaction rolled back"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
+
+    def studio_url(self) -> str:
+        """The Studio bridge's origin: studio_public_url, or the gateway's port under the other loopback name."""
+        if self.studio_public_url:
+            return self.studio_public_url.rstrip("/")
+        public = urlsplit(self.public_url)
+        host = "127.0.0.1" if (public.hostname or "") == "localhost" else "localhost"
+        return f"{public.scheme or 'http'}://{host}:{public.port or self.gateway_port}"
 
     def project_api_url(self, ref: str) -> str:
         """The project's API URL on the project edge (what supabase-js is given as `url`)."""
