@@ -85,6 +85,8 @@ class Settings:
     k8s_tenant_domain: str = field(default="supabase.local", metadata={"doc": "Projects are served by Kong at <ref>.<this domain>"})
     k8s_postgrest_image: str = field(default="postgrest/postgrest:v12.2.3", metadata={"doc": "PostgREST image of tenant deployments"})
     k8s_gotrue_image: str = field(default="supabase/gotrue:v2.164.0", metadata={"doc": "GoTrue (Supabase Auth) image of tenant deployments"})
+    k8s_studio_image: str = field(default="supabase/studio:20250120-9d534c9", metadata={"doc": "Supabase Studio image of a project's Studio, deployed on demand by the Studio bridge (docs/studio.md)"})
+    k8s_pg_meta_image: str = field(default="supabase/postgres-meta:v0.99.0", metadata={"doc": "postgres-meta image beside a project's Studio"})
     k8s_edge_runtime_image: str = field(default="supabase/edge-runtime:v1.62.2", metadata={"doc": "Supabase edge runtime image of tenant deployments"})
     k8s_supavisor_url: str = field(default="http://supavisor.platform-system.svc:4000", metadata={"doc": "Supavisor's management API (tenants are registered there)"})
     k8s_supavisor_api_secret: str = field(repr=False, default="", metadata={"doc": "Supavisor's API_JWT_SECRET (HS256 bearer tokens for its management API)", "secret": True})
