@@ -56,17 +56,17 @@ export function studioLink(ref, page) {
   return `${dash}/platform/projects/${encodeURIComponent(ref)}/studio?${new URLSearchParams({ page: studioPage(page) })}`;
 }
 
-/** The project picker: the organization's other projects, and the same page in the one you pick. */
-async function projectSelector(project, org) {
-  let projects = [];
-  try {
-    projects = (await get("/v1/projects")).filter((p) => p.organization_slug === org && p.status !== "REMOVED");
-  } catch (e) {
-    projects = [];
-  }
-  if (!projects.some((p) => p.ref === project.ref)) projects.unshift({ ref: project.ref, name: project.name });
+/** The project picker: the organization's other projects, and the same page in the one you pick.
+ * Drawn at once with the current project; the others are filled in when /v1/projects answers
+ * (the page never waits for the list). */
+function projectSelector(project, org) {
   const select = h("select", { id: "project-select", name: "project" },
-    projects.map((p) => h("option", { value: p.ref, selected: p.ref === project.ref }, p.name)));
+    h("option", { value: project.ref, selected: true }, project.name));
+  get("/v1/projects").then((all) => {
+    const others = all.filter((p) => p.organization_slug === org && p.ref !== project.ref && p.status !== "REMOVED");
+    select.append(...others.map((p) => h("option", { value: p.ref }, p.name)));
+    select.dataset.loaded = "true";
+  }).catch(() => { select.dataset.loaded = "true"; });
   select.addEventListener("change", () => {
     const other = select.value;
     if (!other || other === project.ref) return undefined;
@@ -151,7 +151,7 @@ export async function page(opts) {
   if (opts.project) {
     crumbs.append(h("span", { class: "sep", "aria-hidden": "true" }, "/"),
       h("a", { class: "crumb-project", href: `${dash}/project/${opts.project.ref}` }, opts.project.name));
-    if (user && opts.org) crumbs.append(await projectSelector(opts.project, opts.org));
+    if (user && opts.org) crumbs.append(projectSelector(opts.project, opts.org));
   }
   const onDatabasePage = opts.project && projectPagePath(opts.project.ref).startsWith("database");
   const right = h("div", { class: "right" },
