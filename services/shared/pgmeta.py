@@ -114,6 +114,8 @@ class PgMeta:
         """Start postgres-meta if it is not running, and wait until it answers."""
         timeout = self.settings.pg_meta_start_timeout_s if timeout is None else timeout
         with self._lock:
+            if self._closed.is_set():
+                raise PgMetaError("postgres-meta: closed")
             self._last_used = time.monotonic()
             if self.running:
                 return
@@ -144,6 +146,9 @@ class PgMeta:
                         break
                 except requests.RequestException:
                     pass
+                if self._closed.is_set():  # shutting down: never hold close() up
+                    self._stop_locked()
+                    raise PgMetaError("postgres-meta: closed while it was starting")
                 if time.monotonic() > deadline:
                     self._stop_locked()
                     raise PgMetaError(f"postgres-meta did not answer within {timeout:.0f} s")
