@@ -26,16 +26,18 @@ from .usage import UsageMeter, build_meter
 METHODS = "GET,POST,PUT,PATCH,DELETE"
 
 
-# orgs' events after which a cached identity may be wrong (gateway/authcache.py).
-IDENTITY_EVENTS = ("token_revoked", "user_access_changed", "user_admin_changed", "member_added",
-                   "member_role_changed", "member_removed", "ownership_transferred", "organization_updated",
-                   "organization_deleted")
+# orgs' events after which a cached identity may be wrong (gateway/authcache.py); the literal
+# is read by services/shared/contracts/consumers.py for docs/events.md's "consumed by" column.
+ACCEPTS: tuple[tuple[str, str, int], ...] = (
+    ("orgs", "token_revoked", 1), ("orgs", "user_access_changed", 1), ("orgs", "user_admin_changed", 1),
+    ("orgs", "member_added", 1), ("orgs", "member_role_changed", 1), ("orgs", "member_removed", 1),
+    ("orgs", "ownership_transferred", 1), ("orgs", "organization_updated", 1), ("orgs", "organization_deleted", 1))
 
 
-def _identity_handler(event_type: str) -> Any:
+def _identity_handler(producer: str, event_type: str) -> Any:
     # Every gateway process has its own queue (BROADCAST), auto-deleted with it; a missed
     # message costs at most the cache's TTL, so no retries or dead letters here.
-    @broadcast_handler("orgs", event_type)
+    @broadcast_handler(producer, event_type)
     def handle(self: "GatewayService", envelope: dict[str, Any]) -> None:
         self.auth_cache.on_event(envelope)
 
@@ -78,9 +80,9 @@ class GatewayService:
     settings: Any = SettingsProvider()
     auth_cache: AuthCache = ApplicationProvider(lambda s: AuthCache(s.gateway_auth_cache_ttl_s))
 
-    for _event_type in IDENTITY_EVENTS:
-        locals()[f"on_{_event_type}"] = _identity_handler(_event_type)
-    del _event_type
+    for _producer, _event_type, _version in ACCEPTS:
+        locals()[f"on_{_event_type}"] = _identity_handler(_producer, _event_type)
+    del _producer, _event_type, _version
 
     def _handle(self, request: Request) -> Response:
         # The raw path, before werkzeug decodes it: dot segments and their encodings never route.

@@ -513,7 +513,7 @@ class AuthUpstream:
                         await self._set_email(conn, user["id"], email)
                 if body.get("phone"):
                     raise AuthError(501, "not_implemented", "phone numbers (SMS) are not built on this platform")
-            return json_response(200, await self._user_json_conn(conn, str(user["id"])))
+            return json_response(200, await self._user_view_by_id(conn, str(user["id"])))
 
     async def _set_email(self, conn: Any, user_id: Any, email: str) -> None:
         exists = await (await conn.execute("SELECT 1 FROM auth.users WHERE email = %s AND id <> %s",
@@ -523,12 +523,6 @@ class AuthUpstream:
         await conn.execute("UPDATE auth.users SET email = %s, updated_at = now() WHERE id = %s", (email, user_id))
         await conn.execute("UPDATE auth.identities SET identity_data = identity_data || jsonb_build_object('email', %s::text), "
                            "updated_at = now() WHERE user_id = %s AND provider = 'email'", (email, user_id))
-
-    async def _user_json_conn(self, conn: Any, user_id: str) -> dict[str, Any]:
-        row = await self._user_row(conn, user_id=user_id)
-        if row is None:
-            raise AuthError(404, "user_not_found", "User not found")
-        return self._user_view(row, await self._identities(conn, row["id"]))
 
     async def logout(self, ref: str, request: web.Request) -> web.Response:
         caller = await self._user_caller(ref, request)
@@ -605,16 +599,16 @@ class AuthUpstream:
                 raise AuthError(405, "method_not_allowed", f"{m} not allowed")
             user_id = parts[0]
             if m == "GET":
-                return json_response(200, await self._admin_user(conn, user_id))
+                return json_response(200, await self._user_view_by_id(conn, user_id))
             if m == "PUT":
                 return await self._admin_update(conn, user_id, request, config)
             if m == "DELETE":
-                view = await self._admin_user(conn, user_id)
+                view = await self._user_view_by_id(conn, user_id)
                 await conn.execute("DELETE FROM auth.users WHERE id = %s", (user_id,))
                 return json_response(200, view)
         raise AuthError(405, "method_not_allowed", f"{m} not allowed")
 
-    async def _admin_user(self, conn: Any, user_id: str) -> dict[str, Any]:
+    async def _user_view_by_id(self, conn: Any, user_id: str) -> dict[str, Any]:
         row = await self._user_row(conn, user_id=user_id)
         if row is None:
             raise AuthError(404, "user_not_found", "User not found")
@@ -685,7 +679,7 @@ class AuthUpstream:
                                        "WHERE id = %s", (seconds, user_id))
                     await conn.execute("DELETE FROM auth.sessions WHERE user_id = %s", (user_id,))
             await conn.execute("UPDATE auth.users SET updated_at = now() WHERE id = %s", (user_id,))
-        return json_response(200, await self._admin_user(conn, user_id))
+        return json_response(200, await self._user_view_by_id(conn, user_id))
 
 
 def _see_other(location: str) -> web.Response:

@@ -469,51 +469,27 @@ def cmd_consumers_delete(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def declared_handlers() -> list[dict[str, Any]]:
-    """Every `@reliable_handler(source, event_type, versions=[...])` in the services' entrypoints,
-    read from their source (importing them would load eventlet's wiring into this process)."""
-    import ast
-    from pathlib import Path
-
-    from .settings import SERVICES
-
-    found = []
-    for service in SERVICES:
-        path = Path(__file__).resolve().parents[1] / service / "service.py"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.FunctionDef):
-                continue
-            for d in node.decorator_list:
-                if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "reliable_handler" and len(d.args) >= 2:
-                    versions = [1]
-                    for kw in d.keywords:
-                        if kw.arg == "versions":
-                            versions = list(ast.literal_eval(kw.value))
-                    found.append({"consumer": f"{service}.{node.name}", "event_type": ast.literal_eval(d.args[1]),
-                                  "versions": versions})
-    return found
-
-
 def consumer_versions(settings: Settings) -> list[dict[str, Any]]:
     """Every consumer's declared contract versions against what producers emit now (the
     newest registered version): reads it as is, through an adapter, or cannot."""
     from .contracts import REGISTRY, adapt
+    from .contracts.consumers import declared_consumers
 
     newest: dict[str, int] = {}
     for (event_type, version) in REGISTRY:
         newest[event_type] = max(version, newest.get(event_type, 0))
     found = []
-    for h in declared_handlers():
-        current = newest.get(h["event_type"], 1)
-        if current in h["versions"]:
+    for h in declared_consumers():
+        current = newest.get(h.event_type, 1)
+        if current in h.versions:
             how = "reads it"
         else:
             try:
-                adapt({"event_type": h["event_type"], "schema_version": current, "payload": {}}, h["versions"])
+                adapt({"event_type": h.event_type, "schema_version": current, "payload": {}}, list(h.versions))
                 how = "reads it through the adapter"
             except ContractError:
                 how = "CANNOT read it"
-        found.append({"consumer": h["consumer"], "event_type": h["event_type"], "accepts": h["versions"],
+        found.append({"consumer": h.consumer, "event_type": h.event_type, "accepts": list(h.versions),
                       "emitted": current, "how": how})
     for c in _integrators().consumers(settings):
         for event_type in c["events"]:

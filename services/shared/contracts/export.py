@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, fields, missing, validate
 
+from .consumers import declared_consumers
 from .registry import ADAPTERS, REGISTRY, Contract, EnvelopeSchema
 
 JsonSchema = dict[str, Any]
@@ -384,12 +385,19 @@ def catalog() -> str:
         "",
         "## Events",
         "",
-        "| producer | exchange | event type | version | description |",
-        "|---|---|---|---|---|",
+        "\"Consumed by\" lists the platform's own consumers of each version, read from their declarations",
+        "(`@reliable_handler` and `ACCEPTS`, services/shared/contracts/consumers.py); integrators' queues",
+        "are not listed (`platformctl consumers list`).",
+        "",
+        "| producer | exchange | event type | version | description | consumed by |",
+        "|---|---|---|---|---|---|",
     ]
+    readers = declared_consumers()
     for c in contracts():
+        by = sorted({r.consumer for r in readers if (r.producer, r.event_type) == (c.producer, c.event_type)
+                     and c.schema_version in r.versions})
         lines.append(f"| {c.producer} | `{exchange_of(c.producer)}` | [{c.event_type}](#{c.event_type}-v{c.schema_version}) "
-                     f"| {c.schema_version} | {_prose(c.description)} |")
+                     f"| {c.schema_version} | {_prose(c.description)} | {', '.join(f'`{b}`' for b in by) or '-'} |")
     for p in producers():
         lines += ["", f"## {p} (exchange `{exchange_of(p)}`)"]
         for c in (c for c in contracts() if c.producer == p):
