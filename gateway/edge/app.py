@@ -263,6 +263,7 @@ class Edge:
             log.warning("tenant lookup for %s failed: %s", call.ref, exc)
             return _json(503, "the project's settings could not be read; try again shortly", rid)
         if tenant is None:
+            call.request.pop("edge_log", None)  # no such project: nobody's log (and no way to fill the table)
             return _json(404, f"project {call.ref} not found", rid)
         if not tenant.live:
             await self.stop_tenant(call.ref, forget=False)  # whatever still runs for it (no-op if nothing)
