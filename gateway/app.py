@@ -58,6 +58,7 @@ class Caller:
         # The caller's organizations, as orgs said when authenticating (passed to reads so
         # the services need not ask orgs again; they check the project's organization is one).
         self.org_slugs: list[str] = list(user.get("organizations") or [])
+        self.studio_ref: str | None = None  # set on the Studio origin: the one project its cookie is for
 
 
 # Route modules beside this one register more handlers (plain functions taking the gateway
@@ -66,7 +67,8 @@ ROUTE_MODULES: tuple[str, ...] = ("gateway.billing_routes", "gateway.web_routes"
                                   "gateway.metering_routes", "gateway.database_routes", "gateway.project_apis_routes",
                                   "gateway.history_routes")
 # Routes declared with @endpoint (gateway/routing.py): handlers are (call) -> data.
-ROUTE_MODULES += ("gateway.projects_routes", "gateway.realtime_routes", "gateway.realtime_publication_routes")
+ROUTE_MODULES += ("gateway.projects_routes", "gateway.realtime_routes", "gateway.realtime_publication_routes",
+                  "gateway.studio_routes")
 HANDLERS: dict[str, Callable[..., Response]] = {}
 SCOPED: dict[str, str] = {}  # endpoint -> "org" or "project": membership checked before the handler runs
 ADMIN: set[str] = set()  # endpoints for platform admins only: checked before the handler runs
@@ -92,6 +94,10 @@ class Gateway:
         self.settings = settings
         self.auth_cache = auth_cache
         self.limiter = limiter  # gateway.ratelimit.RateLimiter (None: no abuse limits, unit tests)
+        from .studio import StudioStore
+
+        pool = getattr(sessions, "pool", None)
+        self.studio = StudioStore(pool) if pool is not None else None  # the Studio bridge (gateway/studio.py)
         if Gateway._map is None:
             _load_routes()
             Gateway._map = url_map()
@@ -101,6 +107,7 @@ class Gateway:
         request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
         adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
+            self._studio_gate(request)
             endpoint, args = adapter.match()
             request.environ["sp.endpoint"] = endpoint
             handler: Callable[..., Response] = HANDLERS[endpoint]
@@ -142,6 +149,35 @@ class Gateway:
         response.headers["X-Request-Id"] = request_id
         response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    def _studio_gate(self, request: Request) -> None:
+        """The Studio origin answers its own short list of routes, for its cookie's project only;
+        the dashboard origin never answers the Studio's (gateway/studio.py)."""
+        from . import studio
+
+        if studio.is_studio_request(request, self.settings):
+            request.environ["sp.studio"] = True
+            found = self.studio_session(request)
+            page = studio.page_ref(request)
+            if page is not None and (found is None or found[1].ref != page[0]):
+                # A Studio page without this project's cookie: through the dashboard's bridge,
+                # which checks membership and issues a code, and back.
+                e = HttpError(303, "open Studio from the dashboard")
+                e.headers = {"Location": studio.bridge_url(self.settings, *page)}  # type: ignore[attr-defined]
+                raise e
+            studio.check_route(request, found[1].ref if found else None)
+        elif request.path.startswith("/studio/"):
+            raise HttpError(404, f"no route for {request.path}")
+
+    def studio_session(self, request: Request) -> tuple[str, Any] | None:
+        """(cookie token, StudioSession) of a Studio-origin request, or None."""
+        from .studio import STUDIO_COOKIE
+
+        if "sp.studio_session" not in request.environ:
+            token = request.cookies.get(STUDIO_COOKIE)
+            found = self.studio.get(token) if token and self.studio is not None else None
+            request.environ["sp.studio_session"] = (token, found) if found else None
+        return request.environ["sp.studio_session"]  # type: ignore[no-any-return]
 
     def body(self, request: Request, schema: type[Schema]) -> dict[str, Any]:
         from .limits import limit_for, parse_json_object
@@ -186,6 +222,11 @@ class Gateway:
         if known is not None:
             ctx["actor"] = known.id
             return known  # type: ignore[no-any-return]
+        if request.environ.get("sp.studio"):
+            caller = self._studio_caller(request)
+            ctx["actor"] = caller.id
+            request.environ["sp.caller"] = caller
+            return caller
         auth = request.headers.get("Authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -220,6 +261,24 @@ class Gateway:
                 raise HttpError(401, "account disabled")
         ctx["actor"] = caller.id
         request.environ["sp.caller"] = caller
+        return caller
+
+    def _studio_caller(self, request: Request) -> Caller:
+        """On the Studio origin only its own cookie counts: no bearer token, no dashboard session."""
+        from .studio import csrf_ok
+
+        found = self.studio_session(request)
+        if found is None:
+            raise HttpError(401, "open Studio from the dashboard (your Studio session ended or never started)")
+        token, st = found
+        if request.method in UNSAFE and not csrf_ok(request, st):
+            raise HttpError(403, "missing or wrong X-CSRF-Token header for this Studio session")
+        user = self.services.orgs.get_user(st.user_id)  # every request: a disabled account is out at once
+        if user.get("disabled"):
+            self.studio.delete(token)  # type: ignore[union-attr]
+            raise HttpError(401, "account disabled")
+        caller = Caller(user, Session(st.user_id, st.csrf_token, st.expires_at), token)
+        caller.studio_ref = st.ref
         return caller
 
     def limit(self, action: str, request: Request, account: str | None = None) -> None:
@@ -333,8 +392,17 @@ class Gateway:
     @route("POST", "/platform/auth/signout", summary="Sign out: ends this session", tag="auth", status=204)
     def signout(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
+        if request.environ.get("sp.studio"):
+            from .studio import STUDIO_COOKIE
+
+            self.studio.delete(me.session_token)  # type: ignore[union-attr,arg-type]
+            response = json_response(None, 204)
+            response.delete_cookie(STUDIO_COOKIE, path="/")
+            return response
         if me.session_token:
             self.sessions.delete(me.session_token)
+        if self.studio is not None:
+            self.studio.delete_user(me.id)  # signing out of the dashboard ends the user's Studio sessions
         response = json_response(None, 204)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -346,6 +414,8 @@ class Gateway:
         info: dict[str, Any] = {"user": me.user}
         if me.session:
             info["csrf_token"] = me.session.csrf_token
+        if getattr(me, "studio_ref", None):
+            info["studio"] = {"ref": me.studio_ref, "dashboard_url": self.settings.public_url.rstrip("/")}
         return json_response(s.SessionInfo().dump(info))
 
     # ===== platform: profile and tokens ========================================================
@@ -368,6 +438,8 @@ class Gateway:
         self.limit("password", request, me.id)
         self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
         self.sessions.delete_others(me.id, me.session_token)  # every other session ends
+        if self.studio is not None:
+            self.studio.delete_user(me.id)  # and every Studio session
         return json_response(None, 204)
 
     @route("PUT", "/platform/profile/current-organization", summary="Switch your current organization",

@@ -302,7 +302,8 @@ class RowChange(Schema):
     values = fields.Dict(keys=fields.String(), load_default=dict)
 
 
-@route("GET", "/platform/projects/<ref>/database/tables", summary="Tables with their columns and RLS policies",
+@route("GET", "/platform/projects/<ref>/database/tables",
+       summary="Tables with their columns, RLS policies and foreign keys (the schema visualizer draws these)",
        tag="database", query={"schema": "comma-separated schemas (default: public)"})
 def list_tables(gw: Any, request: Request, ctx: Ctx, ref: str) -> Response:
     me = gw.caller(request, ctx)

@@ -111,6 +111,25 @@ def v1_update_auth_config(call: Call) -> Any:
     return json_response(call.services.projects.update_auth_config(call.me.id, call.args["ref"], call.body, call.ctx))
 
 
+@endpoint("GET", "/v1/projects/<ref>/config/database/pooler", summary="Gets project's supavisor config", tag="v1",
+          response=s.SupavisorConfigResponse, many=True, scope="project")
+def v1_pooler_config(call: Call) -> Any:
+    """Where clients connect to the project's database. There is no Supavisor in front of it on
+    the local driver: the answer is the tenant database itself, in session mode, with the
+    login Supavisor would take (`postgres.<ref>`). The password is never in it, as on Supabase."""
+    conn = (call.project or {}).get("connection")
+    if not conn:
+        raise HttpError(409, f"project {call.args['ref']} has no database yet ({(call.project or {}).get('status')})")
+    from urllib.parse import quote
+
+    url = (f"postgresql://{quote(conn['db_user'], safe='.')}:[YOUR-PASSWORD]@{conn['db_host']}:{conn['db_port']}/"
+           f"{quote(conn['db_name'], safe='')}")
+    return [{"identifier": call.args["ref"], "database_type": "PRIMARY", "is_using_scram_auth": True,
+             "db_user": conn["db_user"], "db_host": conn["db_host"], "db_port": int(conn["db_port"]),
+             "db_name": conn["db_name"], "connection_string": url, "connectionString": url,
+             "default_pool_size": None, "max_client_conn": None, "pool_mode": "session"}]
+
+
 # ---- platform ---------------------------------------------------------------------------------
 
 @endpoint("GET", "/platform/projects/<ref>", summary="A project with its progress and connection details",

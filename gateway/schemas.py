@@ -68,9 +68,15 @@ class User(Schema):
     is_admin = fields.Boolean(required=True)
 
 
+class StudioInfo(Schema):
+    ref = fields.String(required=True, metadata={"description": "The one project this Studio session is for"})
+    dashboard_url = fields.String(required=True, metadata={"description": "Where the platform's own pages are"})
+
+
 class SessionInfo(Schema):
     user = fields.Nested(User, required=True)
     csrf_token = fields.String(metadata={"description": "Send as X-CSRF-Token on state-changing requests made with the session cookie"})
+    studio = fields.Nested(StudioInfo, metadata={"description": "On the Studio origin only (docs/studio.md)"})
 
 
 class ProfileUpdate(Strict):
@@ -247,6 +253,21 @@ class Connection(Schema):
     api_url = fields.String(required=True, metadata={
         "description": "The project's API URL on the project edge (supabase-js `url`); edge functions answer at "
                        "<api_url>/functions/v1/<slug>"})
+
+
+class SupavisorConfigResponse(Schema):
+    identifier = fields.String(required=True)
+    database_type = fields.String(required=True, validate=validate.OneOf(["PRIMARY", "READ_REPLICA"]))
+    is_using_scram_auth = fields.Boolean(required=True)
+    db_user = fields.String(required=True)
+    db_host = fields.String(required=True)
+    db_port = fields.Integer(required=True)
+    db_name = fields.String(required=True)
+    connection_string = fields.String(required=True)
+    connectionString = fields.String(required=True, metadata={"description": "Use connection_string instead"})
+    default_pool_size = fields.Integer(required=True, allow_none=True)
+    max_client_conn = fields.Integer(required=True, allow_none=True)
+    pool_mode = fields.String(required=True, validate=validate.OneOf(["transaction", "session"]))
 
 
 class ProjectDetail(V1ProjectWithDatabaseResponse):

@@ -22,6 +22,7 @@ from .logredact import install as redact_access_logs
 from .paths import unsafe_path
 from .ratelimit import build_limiter
 from .sessions import DDL, SqlSessionStore
+from .studio import DDL as STUDIO_DDL
 from .usage import GatewayMeter, build_meter
 
 METHODS = "GET,POST,PUT,PATCH,DELETE"
@@ -87,7 +88,7 @@ redact_access_logs()  # tokens never reach the access log
 
 
 def _sessions(settings: Settings) -> SqlSessionStore:
-    return SqlSessionStore(make_pool(settings, "gateway", DDL), timedelta(hours=settings.session_ttl_hours),
+    return SqlSessionStore(make_pool(settings, "gateway", DDL + STUDIO_DDL), timedelta(hours=settings.session_ttl_hours),
                            timedelta(minutes=settings.session_idle_minutes))
 
 

@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def two_free_ports() -> int:
+    """A free port whose next port is free too (postgres-meta takes port + 1 for its metrics)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
 _credentials_ready = False
 
 
@@ -63,6 +76,9 @@ def make_test_settings(tag: str) -> Settings:
         realtime_port=free_port(),
         edge_public_url=f"http://127.0.0.1:{edge_port}",
         functions_wall_clock_s=8,
+        # The database service's postgres-meta (types): this session's own, never another
+        # checkout's (its encryption key is per process).
+        pg_meta_port=two_free_ports(),
         # SQL through the Management API: a short timeout so the timeout tests are quick.
         database_statement_timeout_ms=4000,
         # CPU time far below the wall clock: on a loaded 2-core machine a busy loop may get a

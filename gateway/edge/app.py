@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import signal
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Protocol
@@ -46,6 +47,8 @@ from services.shared.settings import Settings, load_settings
 from ..paths import unsafe_path
 from services.shared.usage import UsageMeter
 from services.shared.tenants import StandaloneRpc, Tenant, Tenants, verify_jwt
+
+from .requestlog import RequestLog, records_for
 
 log = logging.getLogger("gateway.edge")
 
@@ -169,8 +172,10 @@ def _bearer(value: str | None) -> str | None:
 
 class Edge:
     def __init__(self, settings: Settings, meter: UsageMeter | None = None,
-                 org_lookup: Callable[[str], str] | None = None, tenants: Tenants | None = None):
+                 org_lookup: Callable[[str], str] | None = None, tenants: Tenants | None = None,
+                 request_log: RequestLog | None = None):
         self.settings = settings
+        self.request_log = request_log
         self.tenants = tenants
         self.upstreams: dict[str, Upstream] = {}
         public = urlsplit(settings.edge_public_url)
@@ -216,6 +221,7 @@ class Edge:
             return _json(404, "no such project API here: use <project URL>/<api>/…, e.g. /<ref>/functions/v1/<slug>",
                          request_id)
         ref, upstream, rest, forwarded = found
+        request["edge_log"] = (upstream.prefix.strip("/"), rest, request_id, time.monotonic())
         key_required = getattr(upstream, "key_required", True)
         cors = getattr(upstream, "cors", key_required)
         if cors and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -258,6 +264,7 @@ class Edge:
             log.warning("tenant lookup for %s failed: %s", call.ref, exc)
             return _json(503, "the project's settings could not be read; try again shortly", rid)
         if tenant is None:
+            call.request.pop("edge_log", None)  # no such project: nobody's log (and no way to fill the table)
             return _json(404, f"project {call.ref} not found", rid)
         if not tenant.live:
             await self.stop_tenant(call.ref, forget=False)  # whatever still runs for it (no-op if nothing)
@@ -332,7 +339,14 @@ class Edge:
         return response
 
     async def _count(self, ref: str, status: int, egress: int, request: web.Request) -> None:
-        """Usage of the project API, as the gateway counts it: every answer but a 404."""
+        """Usage of the project API, as the gateway counts it: every answer but a 404; and
+        the request's line in the project's logs (every answer)."""
+        routed = request.get("edge_log")
+        if self.request_log is not None and routed is not None:
+            prefix, rest, request_id, t0 = routed
+            self.request_log.add(records_for(ref, prefix, request.method, rest, request.query_string, status,
+                                             (time.monotonic() - t0) * 1000, request_id, request.remote,
+                                             request.headers.get("User-Agent"), time.time()))
         if self.meter is None or status == 404:
             return
         org = self.meter.directory.orgs.get(ref)
@@ -353,6 +367,8 @@ class Edge:
                     await upstream.close()
             if self.meter is not None:
                 await asyncio.to_thread(self.meter.close)
+            if self.request_log is not None:
+                await asyncio.to_thread(self.request_log.close)
 
         wa.on_cleanup.append(on_cleanup)
         return wa
@@ -365,6 +381,13 @@ class ProjectOrgs(StandaloneRpc):
         return str(self.call_service("projects", "project_org", ref))
 
 
+class ProjectLogs(StandaloneRpc):
+    """database.record_logs over RPC: where the request log's batches go."""
+
+    def __call__(self, records: list[dict[str, Any]]) -> Any:
+        return self.call_service("database", "record_logs", records)
+
+
 def build_edge(settings: Settings) -> Edge:
     from ..usage import build_meter
     from .functions import FunctionsUpstream
@@ -375,7 +398,9 @@ def build_edge(settings: Settings) -> Edge:
 
     rpc = ProjectsRpc(settings)
     tenants = Tenants(settings, lambda ref: rpc.call("edge_tenant", ref))
-    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants)
+    request_log = RequestLog(ProjectLogs(settings))
+    request_log.start()
+    edge = Edge(settings, build_meter(settings), ProjectOrgs(settings), tenants, request_log)
     edge.mount(FunctionsUpstream(settings))
     edge.mount(RestUpstream(settings, tenants))
     edge.mount(RealtimeUpstream(settings))

@@ -343,7 +343,9 @@ class RestUpstream:
         if "Authorization" not in headers:  # an apikey alone: PostgREST takes its role from it
             headers["Authorization"] = f"Bearer {request.headers.get('apikey') or request.query.get('apikey')}"
         headers.pop("apikey", None)
-        query = request.raw_path.partition("?")[2]
+        # The key is the gateway's business, not a filter: Kong's key-auth hides it from PostgREST too.
+        query = "&".join(p for p in request.raw_path.partition("?")[2].split("&")
+                         if p and p.split("=", 1)[0] != "apikey")
         url = URL("http://rest" + (call.rest or "/") + (f"?{query}" if query else ""), encoded=True)
         data: Any = None
         if request.method not in ("GET", "HEAD") and request.body_exists:

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from services.shared.errors import Conflict, InvalidInput, NotFound
+from services.shared.pgmeta import PgMetaAnswer
 
-from . import advisors, logs, tables, typegen
+from . import advisors, logs, tables
 from .storage import ConfigStore, DbLog, SnippetStore
 from services.shared.tenantsql import QueryError, Target, TenantSql
 
@@ -51,8 +52,18 @@ class FunctionsPort(Protocol):
     def project_logs(self, user_id: str, ref: str, query: dict[str, Any]) -> list[dict[str, Any]]: ...
 
 
+class TypesPort(Protocol):
+    """postgres-meta's TypeScript generator (services/shared/pgmeta.py)."""
+
+    def typescript(self, connection: str, schemas: list[str]) -> str: ...
+
+
 class DatabaseApplication:
-    def __init__(self, sql: TenantSql, configs: ConfigStore, dblog: DbLog, snippets: SnippetStore):
+    def __init__(self, sql: TenantSql, configs: ConfigStore, dblog: DbLog, snippets: SnippetStore,
+                 types: TypesPort, log_retention_h: float = 168.0):
+        self.types = types
+        self.log_retention_h = log_retention_h
+        self._purged = datetime.fromtimestamp(0, timezone.utc)
         self.snippets = snippets
         self.sql = sql
         self.configs = configs
@@ -135,10 +146,9 @@ class DatabaseApplication:
         target = self._target(user_id, ref, "database.read", projects, orgs)
         wanted = schemas or ["public"]
         try:
-            rows = self.sql.catalog(target, typegen.CATALOG_SQL, {"schemas": wanted})
-        except QueryError as e:
-            raise InvalidInput(f"Failed to read the schema: {e}") from None
-        return {"types": typegen.render(rows, wanted)}
+            return {"types": self.types.typescript(target.url(), wanted)}
+        except PgMetaAnswer as e:  # postgres-meta answered with an error: its message, as Supabase shows it
+            raise InvalidInput(f"Failed to generate types: {e}") from None
 
     def advisors(self, user_id: str, ref: str, category: str, lint_type: str | None, projects: ProjectsPort,
                  orgs: OrgsPort) -> dict[str, Any]:
@@ -209,12 +219,14 @@ class DatabaseApplication:
         if since > until:
             raise InvalidInput("iso_timestamp_start: must be before iso_timestamp_end")
         records: list[dict[str, Any]] = []
-        if "postgres_logs" in q.sources:
-            for r in self.dblog.recent(ref, since, until, logs.MAX_LIMIT):
+        stored = [s for s in q.sources if s in logs.STORED_SOURCES]
+        if stored:
+            for r in self.dblog.recent(ref, since, until, logs.MAX_LIMIT * len(stored), stored):
+                attrs = {"identifier": ref, **r["attributes"]}
+                if r["source"] == "postgres_logs":
+                    attrs.setdefault("parsed.error_severity", r["severity"])
                 records.append({"id": r["id"], "timestamp": _micros(r["at"]), "event_message": r["message"],
-                                "severity_text": r["severity"], "source": "postgres_logs",
-                                "log_attributes": {"identifier": ref, "parsed.error_severity": r["severity"],
-                                                   **r["attributes"]}})
+                                "severity_text": r["severity"], "source": r["source"], "log_attributes": attrs})
         if {"function_logs", "function_edge_logs"} & set(q.sources):
             rows = functions.project_logs(user_id, ref, {"since": since.isoformat(), "until": until.isoformat(),
                                                          "limit": logs.MAX_LIMIT})
@@ -231,6 +243,18 @@ class DatabaseApplication:
                                 "source": "function_edge_logs" if invocation else "function_logs",
                                 "log_attributes": attrs})
         return {"result": logs.evaluate(q, records)}
+
+    def record_logs(self, records: list[dict[str, Any]]) -> int:
+        """The project edge's batch of request, auth and storage records (gateway/edge/requestlog.py).
+        Records older than the retention are purged, at most once a minute."""
+        clean = [r for r in records if isinstance(r, dict) and r.get("source") in logs.EDGE_SOURCES
+                 and isinstance(r.get("ref"), str) and isinstance(r.get("attributes"), dict)]
+        saved = self.dblog.append_many(clean) if clean else 0
+        now = datetime.now(timezone.utc)
+        if now - self._purged > timedelta(minutes=1):
+            self._purged = now
+            self.dblog.purge(now - timedelta(hours=self.log_retention_h))
+        return saved
 
     # ===== table editor ========================================================================
     def list_tables(self, user_id: str, ref: str, schemas: list[str], projects: ProjectsPort,

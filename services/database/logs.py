@@ -11,6 +11,9 @@ from typing import Any
 
 SOURCES = ("edge_logs", "postgres_logs", "function_edge_logs", "function_logs", "auth_logs", "storage_logs",
            "realtime_logs", "workflow_run_logs")
+# Kept by the database service (db_log): its own records, and the project edge's.
+EDGE_SOURCES = ("edge_logs", "auth_logs", "storage_logs")
+STORED_SOURCES = ("postgres_logs",) + EDGE_SOURCES
 COLUMNS = ("id", "timestamp", "event_message", "severity_text", "source", "log_attributes", "metadata")
 MAX_LIMIT = 1000
 

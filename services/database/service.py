@@ -69,6 +69,10 @@ class DatabaseService:
                                    RemotePort(self.functions))
 
     @rpc(expected_exceptions=EXPECTED)
+    def record_logs(self, records: list[dict[str, Any]]) -> int:
+        return self.app.record_logs(records)
+
+    @rpc(expected_exceptions=EXPECTED)
     def list_tables(self, user_id: str, ref: str, schemas: list[str]) -> list[dict[str, Any]]:
         return self.app.list_tables(user_id, ref, schemas, RemotePort(self.projects), RemotePort(self.orgs))
 

@@ -1,6 +1,8 @@
 """The database service's own tables (schema `database` in the platform database): storage
-settings per project with their history, and the project's database log (errors of the SQL
-it ran, migrations applied). Plain psycopg, with in-memory twins for scenario tests."""
+settings per project with their history, and the project's logs (`db_log`: per source, the
+errors of the SQL it ran and migrations applied, and the project edge's request, auth and
+storage records), kept `project_log_retention_h`. Plain psycopg, with in-memory twins for
+scenario tests."""
 
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ CREATE TABLE IF NOT EXISTS {schema}.db_log (
     id uuid PRIMARY KEY, ref text NOT NULL, at timestamptz NOT NULL DEFAULT now(), severity text NOT NULL,
     message text NOT NULL, attributes jsonb NOT NULL DEFAULT '{{}}');
 CREATE INDEX IF NOT EXISTS db_log_ref_at ON {schema}.db_log (ref, at DESC);
+ALTER TABLE {schema}.db_log ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'postgres_logs';
+CREATE INDEX IF NOT EXISTS db_log_ref_source_at ON {schema}.db_log (ref, source, at DESC);
+CREATE INDEX IF NOT EXISTS db_log_at ON {schema}.db_log (at);
 CREATE TABLE IF NOT EXISTS {schema}.snippets (
     id uuid PRIMARY KEY, ref text NOT NULL, user_id text NOT NULL, name text NOT NULL, sql text NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now());
@@ -35,7 +40,10 @@ class ConfigStore(Protocol):
 
 class DbLog(Protocol):
     def append(self, ref: str, severity: str, message: str, attributes: dict[str, Any]) -> None: ...
-    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int) -> list[dict[str, Any]]: ...
+    def append_many(self, records: list[dict[str, Any]]) -> int: ...
+    def purge(self, before: datetime) -> int: ...
+    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int,
+               sources: list[str] | None = None) -> list[dict[str, Any]]: ...
 
 
 class SqlConfigStore:
@@ -65,13 +73,30 @@ class SqlDbLog:
             conn.execute("INSERT INTO database.db_log (id, ref, severity, message, attributes) VALUES (%s, %s, %s, %s, %s)",
                          (uuid.uuid4(), ref, severity, message, json.dumps(attributes)))
 
-    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int) -> list[dict[str, Any]]:
+    def append_many(self, records: list[dict[str, Any]]) -> int:
+        """records: {ref, source, at (epoch seconds), severity, message, attributes}; one transaction."""
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO database.db_log (id, ref, source, at, severity, message, attributes) "
+                            "VALUES (%s, %s, %s, to_timestamp(%s), %s, %s, %s)",
+                            [(uuid.uuid4(), r["ref"], r["source"], r["at"], r["severity"], r["message"],
+                              json.dumps(r["attributes"])) for r in records])
+        return len(records)
+
+    def purge(self, before: datetime) -> int:
+        with self.pool.connection() as conn:
+            return conn.execute("DELETE FROM database.db_log WHERE at < %s", (before,)).rowcount
+
+    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int,
+               sources: list[str] | None = None) -> list[dict[str, Any]]:
         with self.pool.connection() as conn:
             rows = conn.execute(
-                "SELECT id, at, severity, message, attributes FROM database.db_log WHERE ref = %s "
+                "SELECT id, at, severity, message, attributes, source FROM database.db_log WHERE ref = %s "
+                "AND source = ANY(%s) "
                 "AND (%s::timestamptz IS NULL OR at >= %s) AND (%s::timestamptz IS NULL OR at < %s) "
-                "ORDER BY at DESC LIMIT %s", (ref, since, since, until, until, limit)).fetchall()
-        return [{"id": str(r[0]), "at": r[1], "severity": r[2], "message": r[3], "attributes": r[4]} for r in rows]
+                "ORDER BY at DESC LIMIT %s",
+                (ref, sources or ["postgres_logs"], since, since, until, until, limit)).fetchall()
+        return [{"id": str(r[0]), "at": r[1], "severity": r[2], "message": r[3], "attributes": r[4], "source": r[5]}
+                for r in rows]
 
 
 class MemoryConfigStore:
@@ -93,10 +118,27 @@ class MemoryDbLog:
     def append(self, ref: str, severity: str, message: str, attributes: dict[str, Any]) -> None:
         with self._lock:
             self.rows.append({"id": str(uuid.uuid4()), "ref": ref, "at": datetime.now(timezone.utc),
-                              "severity": severity, "message": message, "attributes": attributes})
+                              "severity": severity, "message": message, "attributes": attributes,
+                              "source": "postgres_logs"})
 
-    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int) -> list[dict[str, Any]]:
-        rows = [r for r in self.rows if r["ref"] == ref and (since is None or r["at"] >= since)
+    def append_many(self, records: list[dict[str, Any]]) -> int:
+        with self._lock:
+            for r in records:
+                self.rows.append({"id": str(uuid.uuid4()), "ref": r["ref"], "source": r["source"],
+                                  "at": datetime.fromtimestamp(r["at"], timezone.utc), "severity": r["severity"],
+                                  "message": r["message"], "attributes": r["attributes"]})
+        return len(records)
+
+    def purge(self, before: datetime) -> int:
+        with self._lock:
+            kept = [r for r in self.rows if r["at"] >= before]
+            gone, self.rows = len(self.rows) - len(kept), kept
+        return gone
+
+    def recent(self, ref: str, since: datetime | None, until: datetime | None, limit: int,
+               sources: list[str] | None = None) -> list[dict[str, Any]]:
+        wanted = sources or ["postgres_logs"]
+        rows = [r for r in self.rows if r["ref"] == ref and r["source"] in wanted and (since is None or r["at"] >= since)
                 and (until is None or r["at"] < until)]
         return sorted(rows, key=lambda r: r["at"], reverse=True)[:limit]
 

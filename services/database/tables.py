@@ -25,7 +25,15 @@ SELECT n.nspname AS schema, c.relname AS name, c.relrowsecurity AS rls_enabled, 
                    'roles', ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END FROM unnest(p.polroles) r),
                    'using', pg_get_expr(p.polqual, p.polrelid), 'check', pg_get_expr(p.polwithcheck, p.polrelid))
                    ORDER BY p.polname)
-            FROM pg_policy p WHERE p.polrelid = c.oid), '[]') AS policies
+            FROM pg_policy p WHERE p.polrelid = c.oid), '[]') AS policies,
+  coalesce((SELECT json_agg(json_build_object('name', f.conname, 'target_schema', tn.nspname, 'target_table', tc.relname,
+                   'columns', ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = f.conrelid AND attnum = ANY(f.conkey)
+                                    ORDER BY array_position(f.conkey, attnum)),
+                   'target_columns', ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = f.confrelid
+                                           AND attnum = ANY(f.confkey) ORDER BY array_position(f.confkey, attnum)))
+                   ORDER BY f.conname)
+            FROM pg_constraint f JOIN pg_class tc ON tc.oid = f.confrelid JOIN pg_namespace tn ON tn.oid = tc.relnamespace
+            WHERE f.conrelid = c.oid AND f.contype = 'f'), '[]') AS foreign_keys
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
 WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY(%(schemas)s)

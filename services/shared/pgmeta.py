@@ -51,6 +51,10 @@ class PgMetaError(RuntimeError):
     pass
 
 
+class PgMetaAnswer(PgMetaError):
+    """postgres-meta ran and answered with an error (its message is about the caller's database)."""
+
+
 def _evp_bytes_to_key(passphrase: bytes, salt: bytes, size: int = 48) -> bytes:
     out, block = b"", b""
     while len(out) < size:
@@ -106,9 +110,12 @@ class PgMeta:
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
 
-    def ensure(self, timeout: float = 30.0) -> None:
+    def ensure(self, timeout: float | None = None) -> None:
         """Start postgres-meta if it is not running, and wait until it answers."""
+        timeout = self.settings.pg_meta_start_timeout_s if timeout is None else timeout
         with self._lock:
+            if self._closed.is_set():
+                raise PgMetaError("postgres-meta: closed")
             self._last_used = time.monotonic()
             if self.running:
                 return
@@ -139,6 +146,9 @@ class PgMeta:
                         break
                 except requests.RequestException:
                     pass
+                if self._closed.is_set():  # shutting down: never hold close() up
+                    self._stop_locked()
+                    raise PgMetaError("postgres-meta: closed while it was starting")
                 if time.monotonic() > deadline:
                     self._stop_locked()
                     raise PgMetaError(f"postgres-meta did not answer within {timeout:.0f} s")
@@ -149,9 +159,10 @@ class PgMeta:
                 self._reaper = threading.Thread(target=self._reap, name="pgmeta-idle", daemon=True)
                 self._reaper.start()
 
-    def request(self, connection: str, method: str, path: str, **kw: Any) -> Any:
+    def request(self, connection: str, method: str, path: str, *, text: bool = False, **kw: Any) -> Any:
         """One postgres-meta call against `connection` (a libpq URL of the tenant's database);
-        the JSON answer, or PgMetaError with postgres-meta's message."""
+        the JSON answer (or the body as text, for the generators), or PgMetaError with
+        postgres-meta's message."""
         self.ensure()
         headers = dict(kw.pop("headers", {}))
         headers["x-connection-encrypted"] = encrypt_connection(connection, self._key)
@@ -164,8 +175,17 @@ class PgMeta:
                 message = r.json().get("error") or r.json().get("message") or r.text
             except ValueError:
                 message = r.text
-            raise PgMetaError(f"postgres-meta {r.status_code}: {message}")
+            raise PgMetaAnswer(f"postgres-meta {r.status_code}: {message}")
+        if text:
+            return r.text
         return r.json() if r.content else None
+
+    def typescript(self, connection: str, schemas: list[str]) -> str:
+        """supabase-js types of these schemas, from postgres-meta's own generator (what
+        `supabase gen types typescript` prints)."""
+        return str(self.request(connection, "GET", "/generators/typescript", text=True,
+                                params={"included_schemas": ",".join(schemas),
+                                        "detect_one_to_one_relationships": "true"}))
 
     def _reap(self) -> None:
         while not self._closed.wait(1.0):

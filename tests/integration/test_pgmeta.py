@@ -5,7 +5,6 @@ demand, lists a tenant's own tables through the tenant's login, refuses requests
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
@@ -16,7 +15,7 @@ import requests
 
 from services.shared.pgmeta import PgMeta, PgMetaError, decrypt_connection, encrypt_connection
 from services.shared.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import two_free_ports
 from tests.integration.test_project_apis import DB_PASS, two_projects  # noqa: F401 -- fixture
 from tests.support import wait_for
 
@@ -27,19 +26,6 @@ def test_encryption_is_cryptojs_compatible() -> None:
     assert token != encrypt_connection("postgresql://u:p@h:5432/d", "k")  # salted
     with pytest.raises(ValueError):
         decrypt_connection(token, "another key")
-
-
-def two_free_ports() -> int:
-    """A port that is free, and the one after it too."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
 
 
 @pytest.fixture

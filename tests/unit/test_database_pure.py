@@ -1,11 +1,11 @@
 """The database service's pure parts: the logs query language (as the MCP server and Studio
-send it) and the TypeScript generator."""
+send it). TypeScript types come from postgres-meta's generator (tests/integration/test_database_api.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.database import logs, typegen
+from services.database import logs
 
 MCP_API = """select id, log_attributes['identifier'] as identifier, timestamp, event_message, log_attributes['request.method'] as method
 from logs
@@ -36,19 +36,3 @@ def test_evaluates_over_records() -> None:
 def test_refuses_what_it_cannot_answer(bad: str) -> None:
     with pytest.raises(logs.LogQueryError):
         logs.parse(bad)
-
-
-def test_typescript_shape() -> None:
-    col = {"kind": "column", "schema": "public", "rel": "todos", "relkind": "r", "type_schema": "pg_catalog",
-           "elem_type": None, "elem_typtype": None, "generated": False, "identity_always": False,
-           "typtype": "b", "has_default": False}
-    rows = [{**col, "name": "id", "type": "int8", "not_null": True, "identity_always": True, "has_default": True},
-            {**col, "name": "title", "type": "text", "not_null": True},
-            {**col, "name": "tags", "type": "_text", "elem_type": "text", "elem_typtype": "b", "not_null": False},
-            {"kind": "enum", "schema": "public", "rel": "mood", "labels": ["sad", "happy"]},
-            {"kind": "function", "schema": "public", "rel": "add", "type": "int4", "typtype": "b",
-             "args": "a integer, b integer DEFAULT 1", "returns_set": False}]
-    ts = typegen.render(rows, ["public"])
-    assert "todos: {" in ts and "title: string" in ts and "tags: string[] | null" in ts
-    assert "id?: never" in ts  # identity ALWAYS: never inserted
-    assert 'mood: "sad" | "happy"' in ts and "Args: { a: number; b?: number }" in ts

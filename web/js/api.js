@@ -9,7 +9,8 @@ export class ApiError extends Error {
   }
 }
 
-export const session = { user: null, csrf: null };
+// studio: {ref, dashboard_url} on a project's Studio origin (docs/studio.md), else null.
+export const session = { user: null, csrf: null, studio: null };
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
@@ -56,6 +57,7 @@ export async function loadSession() {
     const info = await get("/platform/auth/session");
     session.user = info.user;
     session.csrf = info.csrf_token || null;
+    session.studio = info.studio || null;
   } catch (e) {
     if (e.status !== 401) throw e;
     session.user = null;

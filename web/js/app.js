@@ -19,9 +19,14 @@ import * as billing from "./pages/billing.js";
 import * as admin from "./pages/admin.js";
 import * as realtime from "./pages/realtime.js";
 
-/** Wrap a page that needs a signed-in user; show load failures in the page, not a blank screen. */
+/** Wrap a page that needs a signed-in user; show load failures in the page, not a blank screen.
+ * On a Studio origin only the database pages are here: every other page is the dashboard's. */
 function signedIn(fn) {
   return async (ctx) => {
+    if (session.studio && !/^\/project\/[a-z]{20}\/database(\/|$)/.test(ctx.path)) {
+      location.assign(session.studio.dashboard_url + ctx.path + location.search);
+      return undefined;
+    }
     if (!session.user) {
       const next = location.pathname + location.search;
       return navigate(`/sign-in?${new URLSearchParams({ next })}`, { replace: true });
@@ -74,6 +79,7 @@ route("/project/:ref/database/policies", signedIn(database.policies));
 route("/project/:ref/database/migrations", signedIn(database.migrations));
 route("/project/:ref/database/types", signedIn(database.types));
 route("/project/:ref/database/publications", signedIn(publications.publications));
+route("/project/:ref/database/schema", signedIn(database.schemaVisualizer));
 
 route("/admin", signedIn(admin.overview));
 route("/admin/organizations", signedIn(admin.organizations));
@@ -90,12 +96,17 @@ setNotFound(async () => {
 });
 
 window.addEventListener("session-ended", () => {
-  navigate(`/sign-in?reason=ended&next=${encodeURIComponent(location.pathname)}`, { replace: true });
+  // On a Studio origin the server sends a page without its cookie through the dashboard's bridge.
+  if (studioMode) return location.reload();
+  return navigate(`/sign-in?reason=ended&next=${encodeURIComponent(location.pathname)}`, { replace: true });
 });
+
+let studioMode = false;
 
 async function boot() {
   try {
     await loadSession();
+    studioMode = Boolean(session.studio);
   } catch (e) {
     bare("Unavailable", h("h1", {}, "The platform is not answering"), errorNotice(e));
     return;

@@ -3,7 +3,7 @@
 // sidebar as a drawer behind a menu button.
 
 import { h, mount } from "./dom.js";
-import { post, session } from "./api.js";
+import { get, post, session } from "./api.js";
 import { myOrgs, selectOrg } from "./state.js";
 import { navigate } from "./router.js";
 import { toast } from "./ui.js";
@@ -19,18 +19,65 @@ export function orgNav(slug) {
 }
 
 export function projectNav(ref, slug) {
+  // On a Studio origin the database pages are here and every other page is the dashboard's.
+  const dash = session.studio ? session.studio.dashboard_url : "";
   const base = `/project/${encodeURIComponent(ref)}`;
+  const out = `${dash}${base}`;
   return [
-    { heading: "Project", links: [["Overview", base], ["API keys", `${base}/api-keys`],
-      ["Authentication", `${base}/auth/users`], ["Storage", `${base}/storage`],
-      ["Edge functions", `${base}/functions`], ["Realtime", `${base}/realtime/inspector`], ["Usage", `${base}/usage`]] },
+    { heading: "Project", links: [["Overview", out], ["API keys", `${out}/api-keys`],
+      ["Authentication", `${out}/auth/users`], ["Storage", `${out}/storage`],
+      ["Edge functions", `${out}/functions`], ["Realtime", `${out}/realtime/inspector`], ["Usage", `${out}/usage`]] },
     { heading: "Database", links: [["Table editor", `${base}/database`], ["SQL editor", `${base}/database/sql`],
+      ["Schema visualizer", `${base}/database/schema`],
       ["RLS policies", `${base}/database/policies`], ["Migrations", `${base}/database/migrations`],
-      ["TypeScript types", `${base}/database/types`], ["Publications", `${base}/database/publications`]] },
-    { heading: "Settings", links: [["General", `${base}/settings`], ["API", `${base}/settings/api`],
-      ["Authentication", `${base}/settings/auth`], ["Realtime", `${base}/realtime`], ["History", `${base}/settings/history`]] },
-    slug ? { heading: "Organization", links: [["All projects", `/org/${encodeURIComponent(slug)}`]] } : null,
+      ["TypeScript types", `${base}/database/types`], ["Publications", `${base}/database/publications`],
+      ...(session.studio ? [] : [["Open in Studio", studioLink(ref, "database")]])] },
+    { heading: "Settings", links: [["General", `${out}/settings`], ["API", `${out}/settings/api`],
+      ["Authentication", `${out}/settings/auth`], ["Realtime", `${out}/realtime`], ["History", `${out}/settings/history`]] },
+    slug ? { heading: "Organization", links: [["All projects", `${dash}/org/${encodeURIComponent(slug)}`]] } : null,
   ].filter(Boolean);
+}
+
+/** The page of `ref` you are on, as the part after /project/<ref>/ ("" for the overview). */
+function projectPagePath(ref) {
+  const prefix = `/project/${ref}`;
+  return location.pathname.startsWith(prefix) ? location.pathname.slice(prefix.length).replace(/^\//, "") : "";
+}
+
+/** A database page to open in Studio (a table's page becomes the table editor: the other
+ * project may not have that table). */
+function studioPage(page) {
+  if (!page.startsWith("database")) return "database";
+  return page.startsWith("database/tables/") ? "database" : page;
+}
+
+/** The dashboard's Studio bridge for a project and page (docs/studio.md). */
+export function studioLink(ref, page) {
+  const dash = session.studio ? session.studio.dashboard_url : "";
+  return `${dash}/platform/projects/${encodeURIComponent(ref)}/studio?${new URLSearchParams({ page: studioPage(page) })}`;
+}
+
+/** The project picker: the organization's other projects, and the same page in the one you pick.
+ * Drawn at once with the current project; the others are filled in when /v1/projects answers
+ * (the page never waits for the list). */
+function projectSelector(project, org) {
+  const select = h("select", { id: "project-select", name: "project" },
+    h("option", { value: project.ref, selected: true }, project.name));
+  get("/v1/projects").then((all) => {
+    const others = all.filter((p) => p.organization_slug === org && p.ref !== project.ref && p.status !== "REMOVED");
+    select.append(...others.map((p) => h("option", { value: p.ref }, p.name)));
+    select.dataset.loaded = "true";
+  }).catch(() => { select.dataset.loaded = "true"; });
+  select.addEventListener("change", () => {
+    const other = select.value;
+    if (!other || other === project.ref) return undefined;
+    const rest = projectPagePath(project.ref);
+    // On a Studio origin the other project has its own cookie: through the dashboard's bridge.
+    if (session.studio) return location.assign(studioLink(other, rest));
+    return navigate(`/project/${encodeURIComponent(other)}${rest ? `/${rest}` : ""}${location.search}`);
+  });
+  return h("div", { class: "project-select" },
+    h("label", { for: "project-select", class: "visually-hidden" }, "Project"), select);
 }
 
 export function accountNav() {
@@ -72,6 +119,11 @@ async function signOut() {
   } catch (e) {
     // Already ended on the server: signing out here is all that is left to do.
   }
+  if (session.studio) {
+    // The Studio session is over; the dashboard's is the dashboard's to end.
+    location.assign(`${session.studio.dashboard_url}/project/${session.studio.ref}`);
+    return;
+  }
   session.user = null;
   session.csrf = null;
   navigate("/sign-in");
@@ -92,18 +144,28 @@ export async function page(opts) {
       toggle.setAttribute("aria-expanded", String(open));
     },
   }, "Menu");
+  const studio = session.studio;
+  const dash = studio ? studio.dashboard_url : "";
   const crumbs = h("div", { class: "crumbs" });
-  if (user) crumbs.append(await orgSelector(opts.org));
+  if (user && !studio) crumbs.append(await orgSelector(opts.org));
+  if (studio) crumbs.append(h("span", { class: "studio-mark", id: "studio-mark" }, "Studio"));
   if (opts.project) {
     crumbs.append(h("span", { class: "sep", "aria-hidden": "true" }, "/"),
-      h("a", { class: "crumb-project", href: `/project/${opts.project.ref}` }, opts.project.name));
+      h("a", { class: "crumb-project", href: `${dash}/project/${opts.project.ref}` }, opts.project.name));
+    if (user && opts.org) crumbs.append(projectSelector(opts.project, opts.org));
   }
+  const onDatabasePage = opts.project && projectPagePath(opts.project.ref).startsWith("database");
   const right = h("div", { class: "right" },
-    user && user.is_admin ? h("a", { class: "button small", href: "/admin" }, "Admin") : null,
-    user ? h("a", { class: "user-chip", href: "/account", title: "Your account" }, user.display_name || user.email) : null,
-    user ? h("button", { type: "button", class: "small", onClick: signOut }, "Sign out") : null);
+    opts.project && !studio ? h("a", { class: "button small", id: "open-studio",
+      href: studioLink(opts.project.ref, onDatabasePage ? projectPagePath(opts.project.ref) : "database") }, "Open in Studio") : null,
+    studio && opts.project ? h("a", { class: "button small", id: "back-to-dashboard",
+      href: `${dash}/project/${opts.project.ref}` }, "Dashboard") : null,
+    user && user.is_admin && !studio ? h("a", { class: "button small", href: "/admin" }, "Admin") : null,
+    user ? h("a", { class: "user-chip", href: `${dash}/account`, title: "Your account" }, user.display_name || user.email) : null,
+    user ? h("button", { type: "button", class: "small", onClick: signOut }, studio ? "Leave Studio" : "Sign out") : null);
   const topbar = h("header", { class: "topbar" }, toggle,
-    h("a", { class: "brand", href: "/" }, h("img", { src: "/assets/favicon.svg", alt: "" }), h("span", {}, "Supaplatform")),
+    h("a", { class: "brand", href: studio ? `${dash}/project/${studio.ref}` : "/" },
+      h("img", { src: "/assets/favicon.svg", alt: "" }), h("span", {}, "Supaplatform")),
     crumbs, right);
 
   const here = location.pathname.replace(/\/$/, "") || "/";

@@ -275,16 +275,34 @@ class KubernetesDriver(Driver):
         return out
 
     # ----- pause / restore ------------------------------------------------------------------
-    def _scale(self, t: m.Tenant, replicas: int) -> list[str]:
+    # ----- Studio, on demand (docs/studio.md) --------------------------------------------------
+    def ensure_studio(self, ref: str, org: str = "") -> dict[str, Any]:
+        """The project's Studio and pg-meta (create-or-get; a Studio scaled to zero comes back),
+        and where the gateway's bridge reaches it. Needs the tenant Secret create_secrets made."""
+        t = self.tenant(ref, org)
+        if self.kube.get("Secret", t.ns, "tenant") is None:
+            raise StepError(f"project {ref} has no tenant Secret: it is not provisioned on this cluster")
+        images = {"studio": self.settings.k8s_studio_image, "pg_meta": self.settings.k8s_pg_meta_image}
+        created = [f"{o['kind']}/{o['metadata']['name']}" for o in m.studio_workloads(t, images) if self._apply(o)]
+        scaled = self._scale(t, 1, m.STUDIO_APPS)
+        return {"url": f"http://studio.{t.ns}.svc:{m.STUDIO_PORT}", "created": created, "scaled": scaled}
+
+    def stop_studio(self, ref: str) -> dict[str, Any]:
+        """Idle: the Studio and its pg-meta scaled to zero (nothing runs until it is opened again)."""
+        return {"scaled_to_zero": self._scale(self.tenant(ref), 0, m.STUDIO_APPS)}
+
+    def _scale(self, t: m.Tenant, replicas: int, apps: tuple[str, ...] = m.TENANT_APPS) -> list[str]:
         done = []
-        for app in m.TENANT_APPS:
+        for app in apps:
             if self.kube.get("Deployment", t.ns, app) is not None:
                 self.kube.patch("Deployment", t.ns, app, {"spec": {"replicas": replicas}})
                 done.append(app)
         return done
 
     def scale_to_zero(self, ctx: StepContext) -> dict[str, Any]:
-        return {"scaled_to_zero": self._scale(self.tenant(ctx.ref, ctx.org), 0)}
+        # A paused project runs nothing: its Studio too (restore leaves Studio to its next opening).
+        t = self.tenant(ctx.ref, ctx.org)
+        return {"scaled_to_zero": self._scale(t, 0) + self._scale(t, 0, m.STUDIO_APPS)}
 
     def hibernate_database(self, ctx: StepContext) -> dict[str, Any]:
         t = self.tenant(ctx.ref, ctx.org)

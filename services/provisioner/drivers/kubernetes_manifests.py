@@ -264,3 +264,34 @@ def workloads(t: Tenant, images: dict[str, str], replicas: int = 1) -> list[dict
 
 
 TENANT_APPS = ("postgrest", "gotrue", "edge-runtime")
+
+
+# Studio per project, on demand (docs/studio.md): Supabase Studio and its pg-meta, in the
+# tenant's namespace, reached only through the gateway's Studio bridge (the namespace's
+# NetworkPolicy admits the platform's namespace and the tenant's own pods, nothing else).
+STUDIO_PORT = 3000
+PG_META_PORT = 8080
+STUDIO_APPS = ("pg-meta", "studio")
+
+
+def studio_workloads(t: Tenant, images: dict[str, str], org_name: str = "") -> list[dict[str, Any]]:
+    """pg-meta (on the tenant's own login, from the tenant Secret) and Studio pointed at it."""
+    pg_meta = _container("pg-meta", images["pg_meta"], PG_META_PORT, [
+        _from_secret("PG_META_DB_URL", "db-uri"),
+        {"name": "PG_META_HOST", "value": "0.0.0.0"},
+        {"name": "PG_META_PORT", "value": str(PG_META_PORT)}])
+    studio = _container("studio", images["studio"], STUDIO_PORT, [
+        {"name": "STUDIO_PG_META_URL", "value": f"http://pg-meta.{t.ns}.svc:{PG_META_PORT}"},
+        {"name": "SUPABASE_URL", "value": f"https://{t.host}"},
+        {"name": "SUPABASE_PUBLIC_URL", "value": f"https://{t.host}"},
+        _from_secret("SUPABASE_ANON_KEY", "anon-key"), _from_secret("SUPABASE_SERVICE_KEY", "service-role-key"),
+        _from_secret("AUTH_JWT_SECRET", "jwt-secret"),
+        {"name": "DEFAULT_ORGANIZATION_NAME", "value": org_name or t.org or "organization"},
+        {"name": "DEFAULT_PROJECT_NAME", "value": t.ref},
+        {"name": "HOSTNAME", "value": "0.0.0.0"},
+        {"name": "NEXT_PUBLIC_ENABLE_LOGS", "value": "false"}])
+    studio["resources"] = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    out: list[dict[str, Any]] = []
+    for app, c, port in (("pg-meta", pg_meta, PG_META_PORT), ("studio", studio, STUDIO_PORT)):
+        out += [deployment(t, app, c), service(t, app, port)]
+    return out

@@ -180,3 +180,9 @@ def slug_of(url: str) -> str:
 def reader(browser: Browser, base_url: str) -> Iterator[Person]:
     """Someone who first has no role in the organization, then the read-only role."""
     yield from _person(browser, base_url, "reader")
+
+
+@pytest.fixture(scope="session")
+def stranger(browser: Browser, base_url: str) -> Iterator[Person]:
+    """Someone with an account and a project of their own, and no role in the story's organization."""
+    yield from _person(browser, base_url, "stranger")

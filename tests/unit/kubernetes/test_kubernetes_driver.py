@@ -391,3 +391,49 @@ def test_health_speaks_the_v1_health_route_like_the_local_driver(cluster: Cluste
             assert name in health["name"]["enum"], name
             assert check["status"] in health["status"]["enum"], (moment, name, check)
             assert check["healthy"] is (check["status"] == "ACTIVE_HEALTHY")
+
+
+def test_studio_on_demand_per_project(cluster: Cluster, tmp_path: Path) -> None:
+    driver = make_driver(cluster, tmp_path)
+    # Not provisioned on this cluster: no Studio for it.
+    with pytest.raises(StepError):
+        driver.ensure_studio(REF, "acme")
+    run_plan(driver, "create")
+    ns = f"tenant-{REF}"
+    assert not any(k[0] == "Deployment" and k[2] in ("studio", "pg-meta") for k in cluster.kube.objects)
+
+    # Opened: Studio and its pg-meta, each a Deployment and a Service in the tenant's namespace.
+    out = driver.ensure_studio(REF, "acme")
+    assert out["url"] == f"http://studio.{ns}.svc:3000"
+    assert sorted(out["created"]) == ["Deployment/pg-meta", "Deployment/studio", "Service/pg-meta", "Service/studio"]
+    assert cluster.kube.invalid == []
+    objs = cluster.kube.objects
+    for key in (("Deployment", ns, "studio"), ("Deployment", ns, "pg-meta"), ("Service", ns, "studio"),
+                ("Service", ns, "pg-meta")):
+        obj = objs[key]
+        validate_object({k: v for k, v in obj.items() if k != "status"} | {
+            "metadata": {k: v for k, v in obj["metadata"].items() if k not in ("uid", "resourceVersion", "creationTimestamp")}})
+        assert obj["metadata"]["labels"]["supaplatform.io/ref"] == REF, key
+        assert CREDS["db_pass"] not in str(obj) and JWT_SECRET not in str(obj), key  # secrets by reference only
+    studio = objs[("Deployment", ns, "studio")]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in studio["env"]}
+    assert env["STUDIO_PG_META_URL"]["value"] == f"http://pg-meta.{ns}.svc:8080"
+    assert env["SUPABASE_SERVICE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "tenant", "key": "service-role-key"}
+    assert studio["image"] == driver.settings.k8s_studio_image
+    meta_env = {e["name"]: e for e in objs[("Deployment", ns, "pg-meta")]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert meta_env["PG_META_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "tenant", "key": "db-uri"}
+
+    # Opened again: the same objects (create-or-get), nothing new.
+    assert driver.ensure_studio(REF, "acme")["created"] == []
+    # Idle: scaled to zero; opened again: back to one.
+    driver.stop_studio(REF)
+    assert objs[("Deployment", ns, "studio")]["spec"]["replicas"] == 0
+    driver.ensure_studio(REF, "acme")
+    assert objs[("Deployment", ns, "studio")]["spec"]["replicas"] == 1
+    # A paused project runs nothing, its Studio included; restore leaves Studio to its next opening.
+    run_plan(driver, "pause")
+    assert objs[("Deployment", ns, "studio")]["spec"]["replicas"] == 0
+    assert objs[("Deployment", ns, "pg-meta")]["spec"]["replicas"] == 0
+    run_plan(driver, "restore")
+    assert objs[("Deployment", ns, "studio")]["spec"]["replicas"] == 0
+    assert objs[("Deployment", ns, "postgrest")]["spec"]["replicas"] == 1

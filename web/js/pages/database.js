@@ -6,7 +6,7 @@
 import { h } from "../dom.js";
 import { api, get, post } from "../api.js";
 import { field, form } from "../forms.js";
-import { navigate, render } from "../router.js";
+import { navigate, onLeave, render } from "../router.js";
 import { whyNot } from "../state.js";
 import { projectContext, projectPage } from "./project.js";
 import { badge, button, busy, confirmDialog, copyButton, errorNotice, table, toast } from "../ui.js";
@@ -274,4 +274,86 @@ export async function types({ params }) {
     content = errorNotice(e);
   }
   await projectPage(project, { title: "TypeScript types", heading: "TypeScript types", sub: "For supabase-js: createClient<Database>(url, key).", content });
+}
+
+/** The schema visualizer: every table of the schema as a box of its columns (primary key and
+ * foreign key columns marked), with an arrow per foreign key to the table it references, and
+ * the same relationships as a list (what a screen reader reads). */
+export async function schemaVisualizer({ params, query }) {
+  const { project } = await projectContext(params.ref);
+  const schema = query.get("schema") || "public";
+  let content;
+  try {
+    const list = await get(`/platform/projects/${project.ref}/database/tables?schema=${enc(schema)}`);
+    const base = `/project/${project.ref}/database`;
+    const rels = list.flatMap((t) => (t.foreign_keys || []).map((fk) => ({ from: t, fk })));
+    const boxes = h("div", { class: "schema-boxes", id: "schema-boxes" }, list.map((t) => h("section", {
+      class: "card schema-table", "data-table": t.name, "aria-label": `Table ${t.name}` },
+    h("h3", {}, h("a", { href: `${base}/tables/${enc(t.schema)}/${enc(t.name)}` }, t.name),
+      t.rls_enabled ? null : badge("RLS off", "warn")),
+    h("ul", { class: "plain" }, t.columns.map((c) => {
+      const fk = (t.foreign_keys || []).find((f) => f.columns.includes(c.name));
+      return h("li", { "data-column": c.name }, h("span", { class: "mono" }, c.name), " ",
+        h("span", { class: "muted small" }, c.type), c.primary_key ? [" ", badge("PK")] : null,
+        fk ? [" ", badge(`→ ${fk.target_table}.${fk.target_columns[fk.columns.indexOf(c.name)]}`, "plain")] : null);
+    })))));
+    const svg = drawLinks(rels);
+    content = [
+      h("section", { class: "card", "aria-labelledby": "viz-h" }, h("h2", { id: "viz-h" }, `Tables in ${schema}`),
+        list.length ? h("div", { class: "schema-canvas" }, svg, boxes) : h("p", { class: "muted" }, "No tables yet.")),
+      h("section", { class: "card", "aria-labelledby": "rel-h" }, h("h2", { id: "rel-h" }, "Relationships"),
+        rels.length ? h("ul", { id: "schema-relationships" }, rels.map(({ from, fk }) => h("li", {},
+          h("span", { class: "mono" }, `${from.name}.${fk.columns.join(", ")}`), " → ",
+          h("span", { class: "mono" }, `${fk.target_schema === schema ? "" : fk.target_schema + "."}${fk.target_table}.${fk.target_columns.join(", ")}`),
+          h("span", { class: "muted small" }, ` (${fk.name})`))))
+          : h("p", { class: "muted", id: "schema-relationships" }, "No foreign keys.")),
+    ];
+    // Arrows are drawn once the boxes are laid out (and again when the window changes size).
+    const redraw = () => placeLinks(svg, boxes, rels);
+    requestAnimationFrame(redraw);
+    window.addEventListener("resize", redraw);
+    onLeave(() => window.removeEventListener("resize", redraw));
+  } catch (e) {
+    content = errorNotice(e);
+  }
+  await projectPage(project, { title: "Schema visualizer", heading: "Schema visualizer",
+    sub: "Tables and their foreign keys.", content });
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function drawLinks() {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "schema-links");
+  svg.setAttribute("aria-hidden", "true");
+  return svg;
+}
+
+function placeLinks(svg, boxes, rels) {
+  while (svg.firstChild) svg.firstChild.remove();
+  const origin = boxes.getBoundingClientRect();
+  svg.setAttribute("width", String(boxes.scrollWidth));
+  svg.setAttribute("height", String(boxes.scrollHeight));
+  const at = (table, column) => {
+    const box = boxes.querySelector(`[data-table="${CSS.escape(table)}"]`);
+    if (!box) return null;
+    const row = box.querySelector(`[data-column="${CSS.escape(column)}"]`) || box;
+    const r = row.getBoundingClientRect();
+    const b = box.getBoundingClientRect();
+    return { left: b.left - origin.left, right: b.right - origin.left, y: r.top - origin.top + r.height / 2 };
+  };
+  for (const { from, fk } of rels) {
+    const a = at(from.name, fk.columns[0]);
+    const b = at(fk.target_table, fk.target_columns[0]);
+    if (!a || !b) continue;
+    const x1 = a.right <= b.left ? a.right : a.left;
+    const x2 = a.right <= b.left ? b.left : b.right;
+    const path = document.createElementNS(SVG, "path");
+    const mid = (x1 + x2) / 2;
+    path.setAttribute("d", `M${x1},${a.y} C${mid},${a.y} ${mid},${b.y} ${x2},${b.y}`);
+    path.setAttribute("class", "schema-link");
+    path.dataset.from = from.name;
+    path.dataset.to = fk.target_table;
+    svg.append(path);
+  }
 }
