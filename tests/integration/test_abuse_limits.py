@@ -170,3 +170,26 @@ def test_unknown_email_costs_the_same_as_a_known_one(gateways: list[str]) -> Non
     # makes argon2's time vary by 2x between calls
     assert 0.33 < unknown / known < 3.0, (known, unknown)
 
+
+
+def test_sign_up_with_a_taken_address_costs_the_same_as_a_new_one(gateways: list[str]) -> None:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    # straight to orgs over RPC, as above: the sign-up limits would stop 2 x 9 attempts
+    with ClusterRpcProxy({"AMQP_URI": _AMQP["uri"]}, timeout=30) as rpc:
+        taken = f"k-{uuid.uuid4().hex[:10]}@example.com"
+        rpc.orgs.register_user(taken, "correct horse battery")
+
+        def timed(address: str) -> float:
+            t0 = time.perf_counter()
+            assert rpc.orgs.sign_up(address, "another long password") is None
+            return time.perf_counter() - t0
+
+        timed(taken), timed(f"w-{uuid.uuid4().hex[:8]}@example.com")  # warm both paths
+        taken_t, new_t = [], []
+        for _ in range(9):
+            taken_t.append(timed(taken))
+            new_t.append(timed(f"n-{uuid.uuid4().hex[:8]}@example.com"))
+        taken_m, new_m = statistics.median(taken_t), statistics.median(new_t)
+    assert new_m > 0.01, new_m  # argon2 really ran
+    assert 0.33 < taken_m / new_m < 3.0, (taken_m, new_m)
