@@ -42,6 +42,7 @@ ENSURE_INFRA_DOCS: dict[str, str] = {
     "AMQP_PORT": "RabbitMQ AMQP port",
     "MGMT_PORT": "RabbitMQ management API port (the plugin is enabled if it does not answer)",
     "MAXCONN_WANTED": "PostgreSQL max_connections the script raises the server to if it is lower (restarts PostgreSQL once)",
+    "SLOTS_WANTED": "PostgreSQL max_replication_slots the script raises the server to if it is lower (realtime's logical slots; in the same restart)",
     "PLATFORM_ROLE": "The platform's PostgreSQL role (the db_user setting): pg_hba.conf gets a scram-sha-256 rule for it",
     "SANDBOX_USER": "System user created (when run as root) for edge function workers (the functions_sandbox_user setting)",
 }
