@@ -54,7 +54,8 @@ def _encrypt_auth_secrets(settings: Settings, conn: psycopg.Connection) -> None:
     box = None
     refs: dict[Any, str] = {}
     for originator, state in conn.execute(
-            "SELECT originator_id, state FROM projects.projects_events WHERE topic LIKE '%:Project.Created'"):
+            "SELECT originator_id, state FROM projects.projects_events "
+            "WHERE originator_version = 1 AND topic LIKE '%:Project.%'"):  # its creation names the ref
         refs[originator] = json.loads(bytes(state))["ref"]
     rows = conn.execute(
         "SELECT originator_id, originator_version, state FROM projects.projects_events "

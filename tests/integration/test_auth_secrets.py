@@ -88,7 +88,7 @@ def test_secret_auth_settings_are_sealed_masked_and_redacted(http: Any, rpc: Any
     assert r.status_code == 200 and r.json()["smtp_pass"] == SECRETS["smtp_pass"], r.text
 
     # The project's own Auth API gets them in clear.
-    assert rpc.projects.get_tenant_auth_config(ref)["smtp_pass"] == SECRETS["smtp_pass"]
+    assert rpc.projects.edge_tenant(ref)["auth"]["smtp_pass"] == SECRETS["smtp_pass"]
 
     # The settings history and time travel show references, never the values.
     hist = http.get(f"/platform/projects/{ref}/settings/history", token=owner["token"])
@@ -128,5 +128,5 @@ def test_migration_seals_secrets_an_earlier_release_stored_in_plaintext(http: An
     assert migrate(settings) == ["0002_encrypt_auth_secrets"]
     assert plain not in stored_events(settings)
     assert http.get(f"/v1/projects/{ref}/config/auth", token=owner["token"]).json()["smtp_pass"] == plain
-    assert rpc.projects.get_tenant_auth_config(ref)["smtp_pass"] == plain
+    assert rpc.projects.edge_tenant(ref)["auth"]["smtp_pass"] == plain
     assert migrate(settings) == []
