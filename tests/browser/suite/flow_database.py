@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from services.shared.settings import Settings
 
 from .fixtures import Person
-from .flow_dashboard import PASSWORD, confirm_from_mail, email, invitation_link, mailed_link
+from .flow_dashboard import PASSWORD, confirm_from_mail, email, mailed_link
 
 
 def test_table_editor_and_sql_editor(owner: Person, story: dict[str, Any]) -> None:
