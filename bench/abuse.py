@@ -37,7 +37,7 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 import aiohttp  # noqa: E402
 import requests  # noqa: E402
 
-from bench.common import free_port  # noqa: E402
+from bench.common import confirm_sign_up, free_port  # noqa: E402
 from services.shared.db import drop_database  # noqa: E402
 from services.shared.rabbitadmin import RabbitAdmin  # noqa: E402
 from services.shared.runner import Platform  # noqa: E402
@@ -109,9 +109,11 @@ def main() -> None:
     try:
         platform.start()
         user = requests.Session()
+        address = f"b-{uuid.uuid4().hex[:8]}@example.com"
         r = user.post(base + "/platform/auth/signup", timeout=30,
-                      json={"email": f"b-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"})
-        assert r.status_code == 201, r.text
+                      json={"email": address, "password": "correct horse battery"})
+        assert r.status_code == 202, r.text
+        confirm_sign_up(user, base, settings, address)
         health = requests.Session()
         probe(health, base + "/health", 20), probe(user, base + "/platform/profile", 20)  # warm
         h0 = probe(health, base + "/health", args.probes)

@@ -147,7 +147,7 @@ class Setup(PlatformBench):
 
     def user(self, n_projects: int, plan: str) -> tuple[dict[str, str], str]:
         """A user with a token and one organization holding n_projects; (auth header, a ref)."""
-        auth = sign_up(requests.Session(), self.base, email_prefix="apibench", display_name=None)
+        auth = sign_up(requests.Session(), self.base, self.s, email_prefix="apibench", display_name=None)
         r = self.http.post(self.base + "/v1/organizations", json={"name": f"Bench {n_projects}"}, headers=auth)
         r.raise_for_status()
         slug = r.json()["slug"]

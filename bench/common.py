@@ -90,17 +90,42 @@ def throwaway_settings(prefix: str, workdir: Path, *, edge: bool = False, **over
         functions_runtime_port=free_port(), realtime_port=free_port(), state_dir=str(workdir / "state"), **overrides)
 
 
-def sign_up(http: requests.Session, base: str, *, password: str = PASSWORD, email_prefix: str = "bench",
-            display_name: str | None = "bench") -> dict[str, str]:
-    """Sign a new user up on `http` and make them a management API token; returns the
-    Authorization header (the session's cookies are cleared: the token is what is used)."""
+def confirm_sign_up(http: requests.Session, base: str, settings: Settings, email: str) -> dict[str, Any]:
+    """Follow the confirmation link mailed (through the outbox) after a sign-up: the session
+    starts on `http`; returns the session info (user, csrf_token)."""
+    import re
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from services.shared.mail import OutboxMailer, outbox_dir
+
+    deadline = time.monotonic() + 30
+    while True:
+        links = [m.group(1) for mail in OutboxMailer(outbox_dir(settings)).list() if mail.to == email
+                 for m in [re.search(r"(\S+/verify-email\?\S+)", mail.body)] if m]
+        if links:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no confirmation mail to {email}")
+        time.sleep(0.05)  # polling the outbox, bounded by the deadline
+    r = http.post(base + "/platform/auth/verify-email", json={"token": parse_qs(urlsplit(links[-1]).query)["token"][0]})
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def sign_up(http: requests.Session, base: str, settings: Settings, *, password: str = PASSWORD,
+            email_prefix: str = "bench", display_name: str | None = "bench") -> dict[str, str]:
+    """Sign a new user up on `http` (following the mailed link) and make them a management API
+    token; returns the Authorization header (the session's cookies are cleared: the token is
+    what is used)."""
     body = {"email": f"{email_prefix}-{uuid.uuid4().hex[:8]}@example.com", "password": password}
     if display_name is not None:
         body["display_name"] = display_name
     r = http.post(base + "/platform/auth/signup", json=body)
     r.raise_for_status()
+    info = confirm_sign_up(http, base, settings, body["email"])
     r = http.post(base + "/platform/profile/tokens", json={"name": "bench"},
-                  headers={"X-CSRF-Token": r.json()["csrf_token"]})
+                  headers={"X-CSRF-Token": info["csrf_token"]})
     r.raise_for_status()
     http.cookies.clear()
     return {"Authorization": f"Bearer {r.json()['token']}"}
@@ -148,7 +173,7 @@ class PlatformBench:
 
     def sign_up(self, **kwargs: Any) -> dict[str, str]:
         """A new bench user; their token's header becomes `self.auth`."""
-        self.auth = sign_up(self.http, self.base, **kwargs)
+        self.auth = sign_up(self.http, self.base, self.s, **kwargs)
         return self.auth
 
     def create_project(self, org_name: str = "Bench", name: str = "bench") -> str:

@@ -284,16 +284,12 @@ class Gateway:
     def limit(self, action: str, request: Request, account: str | None = None) -> None:
         """Count an attempt at a limited action (gateway/ratelimit.py); 429 past a limit."""
         if self.limiter is not None:
-            from .ratelimit import client_ip
-
-            self.limiter.hit(action, client_ip(request), account)
+            self.limiter.hit(action, self.limiter.client_ip(request), account)
 
     def authenticate_token(self, request: Request, token: str) -> dict[str, Any]:
         if self.limiter is None:
             return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
-        from .ratelimit import client_ip
-
-        ip = client_ip(request)
+        ip = self.limiter.client_ip(request)
         self.limiter.blocked("token", ip)  # an IP over its limit costs no RPC at all
         try:
             return self.services.orgs.authenticate_token(token)  # type: ignore[no-any-return]
@@ -373,13 +369,26 @@ class Gateway:
         return json_response(s.V1OrganizationMemberResponse(many=True).dump(out))
 
     # ===== platform: auth ======================================================================
-    @route("POST", "/platform/auth/signup", summary="Sign up with email and password; starts a session",
-           tag="auth", body=s.SignUp, response=s.SessionInfo, status=201, auth=False)
+    @route("POST", "/platform/auth/signup",
+           summary="Sign up with email and password: we mail a link that confirms the address and signs you in "
+                   "(the same answer whether or not the address has an account)",
+           tag="auth", body=s.SignUp, response=s.SignUpAccepted, status=202, auth=False)
     def signup(self, request: Request, ctx: dict[str, Any]) -> Response:
         data = self.body(request, s.SignUp)
-        self.limit("signup", request)
-        user = self.services.orgs.register_user(data["email"], data["password"], ctx, data["display_name"])
-        return self.start_session(user, 201, request)
+        email = str(data["email"]).strip().lower()
+        self.limit("signup", request, email)
+        self.services.orgs.sign_up(email, data["password"], ctx, data["display_name"], data["next"])
+        return json_response(s.SignUpAccepted().dump({
+            "email": email, "message": f"Check your mail: we sent a link to {email}. Open it to finish signing up."}), 202)
+
+    @route("POST", "/platform/auth/verify-email",
+           summary="Confirm an email address with the mailed link's token (once); starts a session",
+           tag="auth", body=s.VerifyEmail, response=s.SessionInfo, auth=False)
+    def verify_email(self, request: Request, ctx: dict[str, Any]) -> Response:
+        data = self.body(request, s.VerifyEmail)
+        self.limit("verify", request)
+        user = self.services.orgs.verify_email(data["token"], ctx)
+        return self.start_session(user, 200, request)
 
     @route("POST", "/platform/auth/signin", summary="Sign in; starts a session (cookie)", tag="auth",
            body=s.SignIn, response=s.SessionInfo, auth=False)
@@ -430,17 +439,28 @@ class Gateway:
         data = self.body(request, s.ProfileUpdate)
         return json_response(s.User().dump(self.services.orgs.update_profile(me.id, data, ctx)))
 
-    @route("POST", "/platform/profile/password", summary="Change your password", tag="profile",
+    @route("POST", "/platform/profile/password",
+           summary="Change your password: your other sessions end; revoke_tokens also revokes your access tokens", tag="profile",
            body=s.PasswordChange, status=204)
     def change_password(self, request: Request, ctx: dict[str, Any]) -> Response:
         me = self.caller(request, ctx)
         data = self.body(request, s.PasswordChange)
         self.limit("password", request, me.id)
-        self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx)
+        self.services.orgs.change_password(me.id, data["current_password"], data["new_password"], ctx,
+                                           data["revoke_tokens"])
         self.sessions.delete_others(me.id, me.session_token)  # every other session ends
         if self.studio is not None:
             self.studio.delete_user(me.id)  # and every Studio session
         return json_response(None, 204)
+
+    @route("POST", "/platform/profile/verify-email", summary="Mail a link that confirms your email address",
+           tag="profile", body=s.VerificationRequest, response=s.VerificationSent, status=202)
+    def request_email_verification(self, request: Request, ctx: dict[str, Any]) -> Response:
+        me = self.caller(request, ctx)
+        data = self.body(request, s.VerificationRequest)
+        self.limit("verify", request, me.id)
+        out = self.services.orgs.request_email_verification(me.id, ctx, data["next"])
+        return json_response(s.VerificationSent().dump(out), 202)
 
     @route("PUT", "/platform/profile/current-organization", summary="Switch your current organization",
            tag="profile", body=s.SelectOrganization, response=s.User)

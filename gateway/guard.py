@@ -30,7 +30,7 @@ def early_refusal(request: Request) -> Response | None:
     limiter = ratelimit.ACTIVE
     if limiter is None or not request.headers.get("Authorization"):
         return None
-    retry = limiter.retry_after("token", ratelimit.client_ip(request))
+    retry = limiter.retry_after("token", limiter.client_ip(request))
     if retry is None:
         return None
     if _tarpitted < MAX_TARPIT:

@@ -18,6 +18,8 @@ BODY_LIMITS: dict[str, int] = {
     "signin": 16 * 1024,
     "signup": 16 * 1024,
     "change_password": 16 * 1024,
+    "verify_email": 4 * 1024,
+    "request_email_verification": 4 * 1024,
 }
 MAX_DEPTH = 64
 # JSON, or what curl -d sends by default (the README's examples); anything else is refused.

@@ -9,10 +9,14 @@ gateway processes behind one balancer share the counts. Past a limit the gateway
 Token authentication counts only failures, per IP. Once a process learns that an IP is over
 its limit, it remembers so until the window ends and refuses that IP's bearer tokens without
 asking PostgreSQL or orgs: a flood of bad tokens costs one dictionary lookup each.
+
+The client IP is the peer address, or, behind a reverse proxy listed in
+`gateway_trusted_proxies`, what that proxy wrote into X-Forwarded-For (`client_ip`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import threading
 import time
@@ -36,7 +40,8 @@ CREATE TABLE IF NOT EXISTS {schema}.rate_limits (
 # of the settings rate_limit_per_ip and rate_limit_per_account (None: not counted that way).
 ACTIONS: dict[str, tuple[float | None, float | None]] = {
     "signin": (1.0, 1.0),
-    "signup": (1.0, None),
+    "signup": (1.0, 1.0),  # per address too: nobody's mailbox is flooded with sign-up mail
+    "verify": (1.0, 1.0),  # following verification links (per IP), asking for new ones (per user)
     "token": (1.0, None),  # failed bearer tokens only
     "invite": (1.0, 1.0),  # per inviting user
     "password": (1.0, 1.0),  # password changes, per user
@@ -108,10 +113,11 @@ class MemoryCounter:
 
 
 class RateLimiter:
-    def __init__(self, counter: Counter, limits: Limits, clock: Any = time.time):
+    def __init__(self, counter: Counter, limits: Limits, clock: Any = time.time, trusted_proxies: str = ""):
         self.counter = counter
         self.limits = limits
         self.clock = clock
+        self.proxies = parse_proxies(trusted_proxies)
         self._blocked: dict[str, float] = {}  # bucket -> until (epoch s), learnt from the counter
 
     def _window(self) -> tuple[int, int]:
@@ -162,14 +168,52 @@ class RateLimiter:
                 self._blocked = {b: u for b, u in self._blocked.items() if u > self.clock()}
             raise RateLimited(action, retry_after)
 
+    def client_ip(self, request: Any) -> str:
+        return client_ip(request, self.proxies)
+
     def close(self) -> None:
         close = getattr(self.counter, "close", None)
         if callable(close):
             close()
 
 
-def client_ip(request: Any) -> str:
-    return str(request.remote_addr or "unknown")
+def parse_proxies(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """The `gateway_trusted_proxies` setting: addresses or networks, comma-separated."""
+    nets = []
+    for part in (raw or "").split(","):
+        part = part.strip()
+        if part:
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"gateway_trusted_proxies: {part!r} is not an address or a network") from None
+    return tuple(nets)
+
+
+def _trusted(address: str, proxies: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in proxies)
+
+
+def client_ip(request: Any, proxies: tuple[Any, ...] = ()) -> str:
+    """The client's address for the abuse limits. X-Forwarded-For is believed only when the
+    direct peer is a trusted proxy, and then only up to the first address (from the right)
+    that is not itself a trusted proxy: whatever a client writes into the header itself sits
+    left of that and is never read, so a spoofed header cannot pick its bucket."""
+    peer = str(request.remote_addr or "unknown")
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("X-Forwarded-For") for h in v.split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # garbage where the nearest proxy wrote the client: count the proxy
+    return peer
 
 
 ACTIVE: RateLimiter | None = None  # this process's limiter, for gateway/guard.py
@@ -179,5 +223,6 @@ def build_limiter(settings: Settings) -> RateLimiter:
     global ACTIVE
     from services.shared.db import make_pool
 
-    ACTIVE = RateLimiter(SqlCounter(make_pool(settings, "gateway", DDL, max_size=4)), Limits.of(settings))
+    ACTIVE = RateLimiter(SqlCounter(make_pool(settings, "gateway", DDL, max_size=4)), Limits.of(settings),
+                         trusted_proxies=settings.gateway_trusted_proxies)
     return ACTIVE

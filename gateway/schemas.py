@@ -48,10 +48,33 @@ class V1OrganizationMemberResponse(Schema):
 
 # ---- platform: auth and profile ----------------------------------------------------------------
 
+NEXT_PATH = validate.Regexp(r"^/(?![/\\])[\x21-\x7e]{0,500}$", error="must be a path on this site, like /org/acme")
+
+
 class SignUp(Strict):
     email = fields.Email(required=True, validate=validate.Length(max=254))
     password = fields.String(required=True, validate=validate.Length(min=8, max=256))
     display_name = fields.String(load_default="", validate=validate.Length(max=256))
+    next = fields.String(load_default=None, allow_none=True, validate=NEXT_PATH, metadata={
+        "description": "Where the dashboard goes after the address is confirmed (a path on this site)"})
+
+
+class SignUpAccepted(Schema):
+    message = fields.String(required=True)
+    email = fields.String(required=True, metadata={"description": "Where the mail went"})
+
+
+class VerifyEmail(Strict):
+    token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class VerificationRequest(Strict):
+    next = fields.String(load_default=None, allow_none=True, validate=NEXT_PATH)
+
+
+class VerificationSent(Schema):
+    email = fields.String(required=True)
+    sent = fields.Boolean(required=True, metadata={"description": "false: the address is confirmed already"})
 
 
 class SignIn(Strict):
@@ -66,6 +89,8 @@ class User(Schema):
     current_organization = fields.String(allow_none=True, required=True)
     organizations = fields.List(fields.String(), required=True)
     is_admin = fields.Boolean(required=True)
+    email_verified = fields.Boolean(dump_default=False, metadata={
+        "description": "Whether you confirmed the address from the link we mailed (invitations need it)"})
 
 
 class StudioInfo(Schema):
@@ -87,6 +112,8 @@ class ProfileUpdate(Strict):
 class PasswordChange(Strict):
     current_password = fields.String(required=True, validate=validate.Length(min=1, max=256))
     new_password = fields.String(required=True, validate=validate.Length(min=8, max=256))
+    revoke_tokens = fields.Boolean(load_default=False, metadata={
+        "description": "Also revoke every personal access token of yours (refused at once by every gateway)"})
 
 
 class SelectOrganization(Strict):

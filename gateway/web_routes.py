@@ -94,6 +94,12 @@ def web_sign_up(gw: Any, request: Request, ctx: dict[str, Any]) -> Response:
     return _page(gw, request)
 
 
+@route("GET", "/verify-email", summary="Dashboard: confirm an email address (the link in the mail)",
+       tag="web", auth=False)
+def web_verify_email(gw: Any, request: Request, ctx: dict[str, Any]) -> Response:
+    return _page(gw, request)
+
+
 @route("GET", "/invitations/accept", summary="Dashboard: accept an invitation (the link in the mail)",
        tag="web", auth=False)
 def web_accept_invitation(gw: Any, request: Request, ctx: dict[str, Any]) -> Response:

@@ -105,3 +105,38 @@ class TcpProxy:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def mailed_link(settings: Any, to: str, path: str, timeout: float = 30.0) -> str:
+    """The latest link to `path` (e.g. "/verify-email") mailed to `to` through the outbox."""
+    import re
+
+    from services.shared.mail import OutboxMailer, outbox_dir
+
+    pattern = re.compile(r"(https?://\S+" + re.escape(path) + r"\?\S+)")
+
+    def find() -> str | None:
+        for mail in reversed([m for m in OutboxMailer(outbox_dir(settings)).list() if m.to == to]):
+            m = pattern.search(mail.body)
+            if m:
+                return m.group(1)
+        return None
+
+    return wait_for(f"a mail to {to} with a {path} link", find, timeout=timeout, interval=0.1)
+
+
+def sign_up_confirmed(http: Any, base: str, settings: Any, email: str, password: str,
+                      display_name: str = "") -> dict[str, Any]:
+    """Sign up through the gateway as a person would: the generic 202, then the mailed link
+    (its token posted to /platform/auth/verify-email), which starts the session on `http`
+    (a requests.Session). Returns the session info (user, csrf_token)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    r = http.post(base + "/platform/auth/signup", timeout=30,
+                  json={"email": email, "password": password, "display_name": display_name})
+    assert r.status_code == 202, r.text
+    link = mailed_link(settings, email, "/verify-email")
+    token = parse_qs(urlsplit(link).query)["token"][0]
+    r = http.post(base + "/platform/auth/verify-email", json={"token": token}, timeout=30)
+    assert r.status_code == 200, r.text
+    return dict(r.json())

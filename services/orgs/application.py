@@ -15,6 +15,7 @@ import string
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import ContextManager, Any, Callable, Protocol
+from urllib.parse import urlencode
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -32,6 +33,8 @@ from .domain import AccessToken, EmailAddress, InvitationPointer, Organization, 
 TOKEN_RE = re.compile(r"^sbp_[0-9a-f]{40}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 INVITE_RE = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{20,})$")
+VERIFY_RE = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{20,100})$")
+NEXT_RE = re.compile(r"^/(?![/\\])[\x21-\x7e]{0,500}$")  # a path on this site, never another origin
 REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d$")
 MAX_NAME = 256
 
@@ -100,6 +103,12 @@ def check_password(password: Any, field: str = "password") -> str:
     return password
 
 
+def _display_name(display_name: Any) -> str:
+    if not isinstance(display_name, str) or len(display_name) > MAX_NAME:
+        raise InvalidInput(f"display_name: at most {MAX_NAME} characters")
+    return display_name.strip()
+
+
 def check_name(name: Any, field: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput(f"{field}: must not be empty")
@@ -117,6 +126,7 @@ class OrgsApplication(Application):
     token_usage: TokenUsage = MemoryTokenUsage()
     public_url: str = "http://127.0.0.1:8080"
     invitation_ttl: timedelta = timedelta(hours=24)
+    email_verification_ttl: timedelta = timedelta(hours=24)
     clock: Callable[[], datetime] = staticmethod(lambda: datetime.now(timezone.utc))
 
     # the read model (services/orgs/readmodel.py): set by bootstrap; None reads the aggregates
@@ -169,14 +179,89 @@ class OrgsApplication(Application):
     # ===== users ===============================================================================
     def register_user(self, email: str, password: str, ctx: dict[str, Any] | None = None,
                       display_name: str = "") -> dict[str, Any]:
+        """Operator path (`platformctl users create`): an account ready to use, its address
+        vouched for by the operator. Says when the address is taken (operators may know)."""
         email = normalise_email(email)
         check_password(password)
-        if not isinstance(display_name, str) or len(display_name) > MAX_NAME:
-            raise InvalidInput(f"display_name: at most {MAX_NAME} characters")
+        display_name = _display_name(display_name)
         meta = meta_of(ctx)
-        user = User(email=email, password_hash=self.hasher.hash(password), display_name=display_name.strip(), meta=meta)
+        user = User(email=email, password_hash=self.hasher.hash(password), display_name=display_name, meta=meta,
+                    email_verified=True)
         claim = self._claim_email(email, str(user.id), meta)
         self._save_unique(f"a user with email {email} already exists", user, claim)
+        return self._user_view(user)
+
+    def sign_up(self, email: str, password: str, ctx: dict[str, Any] | None = None, display_name: str = "",
+                next_path: str | None = None) -> None:
+        """Public sign-up. The answer is the same whether the address is new or taken, and so
+        is the work (one argon2 hash, one save, one mail): a new address gets a pending account
+        and a link to confirm it; a pending one (nobody confirmed it yet) a fresh link bound to
+        this sign-up's password; a taken one a mail telling its owner someone tried."""
+        email = normalise_email(email)
+        check_password(password)
+        display_name = _display_name(display_name)
+        password_hash = self.hasher.hash(password)
+        meta = meta_of(ctx)
+        for _ in range(3):
+            try:
+                existing = self._user_by_email(email, missing=NotFound(email))
+            except NotFound:
+                user = User(email=email, password_hash=password_hash, display_name=display_name, meta=meta,
+                            pending=True)
+                link = self._new_verification(user, password_hash, None, next_path, meta)
+                try:
+                    self.save(user, self._claim_email(email, str(user.id), meta))
+                except (IntegrityError, Conflict):
+                    continue  # claimed meanwhile by a concurrent sign-up: answer as for a taken one
+                self._send_verification(email, link, signup=True)
+                return
+            if existing.pending and not existing.disabled:
+                link = self._new_verification(existing, password_hash, display_name, next_path, meta)
+                try:
+                    self.save(existing)
+                except IntegrityError:
+                    continue
+                self._send_verification(email, link, signup=True)
+                return
+            self._send_signup_attempted(existing)
+            return
+        raise Conflict("sign-up is busy for this address; try again")
+
+    @retry_on_conflict
+    def request_email_verification(self, user_id: str, ctx: dict[str, Any] | None = None,
+                                   next_path: str | None = None) -> dict[str, Any]:
+        """A signed-in user asks for a link confirming their current address."""
+        user = self._user(user_id)
+        if user.email_verified:
+            return {"email": user.email, "sent": False}
+        link = self._new_verification(user, None, None, next_path, meta_of(ctx))
+        self.save(user)
+        self._send_verification(user.email, link, signup=False)
+        return {"email": user.email, "sent": True}
+
+    @retry_on_conflict
+    def verify_email(self, token: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Follow a verification link: single use (the link is forgotten once used, and a newer
+        link replaces it), valid for `email_verification_ttl`, for the address it was sent to."""
+        invalid = InvalidInput("token: this link is not valid (already used, replaced by a newer one, or mistyped)")
+        m = VERIFY_RE.match(token) if isinstance(token, str) else None
+        if not m:
+            raise invalid
+        user_hex, secret = m.groups()
+        try:
+            user = self._user(str(uuid.UUID(user_hex)))
+        except NotFound:
+            raise invalid from None
+        v = user.verification
+        if v is None or v["email"] != user.email or not hmac.compare_digest(v["token_hash"], secret_hash(secret)):
+            raise invalid
+        if v["expires_at"] <= self.clock():
+            raise Gone("this link has expired; sign up again, or ask for a new link from your profile")
+        if user.disabled:
+            raise Unauthorized("account disabled")
+        with _rules(Conflict):
+            user.verify_email(meta=meta_of(ctx))
+        self.save(user)
         return self._user_view(user)
 
     def authenticate_password(self, email: str, password: str) -> dict[str, Any]:
@@ -195,6 +280,8 @@ class OrgsApplication(Application):
             raise
         if user.disabled or not isinstance(password, str) or not verify_password(self.hasher, password, user.password_hash):
             raise failure
+        if user.pending:
+            raise failure  # an unconfirmed sign-up: the same answer, or sign-in would tell it is new
         return self._user_view(user)
 
     def get_user(self, user_id: str) -> dict[str, Any]:
@@ -223,18 +310,33 @@ class OrgsApplication(Application):
                 old_claim.release(meta=meta)
                 pending += [old_claim, self._claim_email(new, str(user.id), meta)]
                 user.change_email(email=new, meta=meta)
+                link = self._new_verification(user, None, None, None, meta)
+                self._save_unique("that email address is already in use", *pending)
+                self._send_verification(new, link, signup=False)
+                return self._user_view(user)
         self._save_unique("that email address is already in use", *pending)
         return self._user_view(user)
 
     @retry_on_conflict
     def change_password(self, user_id: str, current_password: str, new_password: str,
-                        ctx: dict[str, Any] | None = None) -> None:
+                        ctx: dict[str, Any] | None = None, revoke_tokens: bool = False) -> dict[str, Any]:
+        """Change the password; with `revoke_tokens`, every personal access token of the user
+        is revoked in the same save (each publishes token_revoked, so every gateway forgets it)."""
         user = self._user(user_id)
         if not isinstance(current_password, str) or not verify_password(self.hasher, current_password, user.password_hash):
             raise InvalidInput("current_password: does not match")
         check_password(new_password, "new_password")
-        user.change_password(password_hash=self.hasher.hash(new_password), meta=meta_of(ctx))
-        self.save(user)
+        meta = meta_of(ctx)
+        user.change_password(password_hash=self.hasher.hash(new_password), meta=meta)
+        revoked: list[Any] = []
+        if revoke_tokens:
+            for token_id in list(user.token_ids):
+                at: AccessToken = self.repository.get(uuid.UUID(token_id))
+                at.revoke(meta=meta)
+                user.remove_token(token_id=token_id, meta=meta)
+                revoked.append(at)
+        self.save(user, *revoked)
+        return {"tokens_revoked": len(revoked)}
 
     @retry_on_conflict
     def select_organization(self, user_id: str, slug: str, ctx: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -541,6 +643,9 @@ class OrgsApplication(Application):
         user = self._user(user_id)
         if user.email != inv["email"]:
             raise Forbidden("this invitation was sent to a different email address")
+        if not user.email_verified:
+            raise Forbidden("confirm your email address first: follow the link we mail you "
+                            "(your profile can send a new one), then accept the invitation")
         meta = _org_meta(ctx, org.slug)
         with _rules(Conflict):
             org.accept_invitation(invitation_id=inv_id, user_id=user_id, meta=meta)
@@ -725,6 +830,39 @@ class OrgsApplication(Application):
         )
         self.mailer.send(Mail(to=email, subject=f"You're invited to join {org.name}", body=body))
 
+    def _new_verification(self, user: User, password_hash: str | None, display_name: str | None,
+                          next_path: str | None, meta: dict[str, Any]) -> str:
+        """Record a fresh verification for the user's address (replacing any earlier link) and
+        return the link to mail; only the secret's hash is stored."""
+        secret = secrets.token_urlsafe(32)
+        user.request_verification(token_hash=secret_hash(secret), email=user.email,
+                                  expires_at=self.clock() + self.email_verification_ttl,
+                                  password_hash=password_hash, display_name=display_name, meta=meta)
+        query = {"token": f"{user.id.hex}.{secret}"}
+        if next_path and NEXT_RE.match(next_path):
+            query["next"] = next_path
+        return f"{self.public_url.rstrip('/')}/verify-email?{urlencode(query)}"
+
+    def _send_verification(self, email: str, link: str, signup: bool) -> None:
+        hours = int(self.email_verification_ttl.total_seconds() // 3600)
+        if signup:
+            subject = "Confirm your sign-up"
+            intro = "Someone, hopefully you, signed up with this address."
+        else:
+            subject = "Confirm your email address"
+            intro = "Confirm that this address is yours."
+        body = (f"{intro} Open this link to confirm it (valid for {hours} hours, once):\n{link}\n\n"
+                "If you did not ask for this, ignore this email: nothing happens without the link.\n")
+        self.mailer.send(Mail(to=email, subject=subject, body=body))
+
+    def _send_signup_attempted(self, user: User) -> None:
+        base = self.public_url.rstrip("/")
+        body = ("Someone tried to sign up with this address, which already has an account.\n\n"
+                f"If it was you, sign in instead: {base}/sign-in?{urlencode({'email': user.email})}\n"
+                "If you forgot your password, ask your platform operator to reset it.\n"
+                "If it was not you, you need not do anything: the account is unchanged.\n")
+        self.mailer.send(Mail(to=user.email, subject="Someone tried to sign up with your address", body=body))
+
     def _claim_email(self, email: str, user_id: str, meta: dict[str, Any]) -> EmailAddress:
         try:
             claim: EmailAddress = self.repository.get(EmailAddress.create_id(email))
@@ -773,7 +911,7 @@ class OrgsApplication(Application):
     def _user_view(user: User) -> dict[str, Any]:
         return {"id": str(user.id), "email": user.email, "display_name": user.display_name,
                 "current_organization": user.current_org, "organizations": list(user.organizations),
-                "is_admin": user.is_admin, "disabled": user.disabled}
+                "is_admin": user.is_admin, "disabled": user.disabled, "email_verified": user.email_verified}
 
     @staticmethod
     def _token_view(at: AccessToken, last_used: datetime | None) -> dict[str, Any]:

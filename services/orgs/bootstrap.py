@@ -32,6 +32,7 @@ def build(settings: Settings, *, in_memory: bool = False, mailer: Mailer | None 
                               settings.password_hash_concurrency)
     app.public_url = settings.public_url
     app.invitation_ttl = timedelta(hours=settings.invitation_ttl_hours)
+    app.email_verification_ttl = timedelta(hours=settings.email_verification_ttl_hours)
     if in_memory:
         app.token_usage = MemoryTokenUsage()
     else:

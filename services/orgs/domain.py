@@ -26,8 +26,11 @@ class RuleViolation(Exception):
 
 
 class User(Aggregate):
+    # Accounts registered before email verification existed replay with the defaults: they
+    # sign in as before but have no verified address (they confirm it from their profile).
     @event("Registered")
-    def __init__(self, email: str, password_hash: str, display_name: str, meta: Meta) -> None:
+    def __init__(self, email: str, password_hash: str, display_name: str, meta: Meta,
+                 email_verified: bool = False, pending: bool = False) -> None:
         self.email = email
         self.password_hash = password_hash
         self.display_name = display_name
@@ -36,6 +39,35 @@ class User(Aggregate):
         self.token_ids: list[str] = []
         self.is_admin = False
         self.disabled = False
+        self.email_verified = email_verified
+        # A sign-up nobody has confirmed from the mailbox yet: no sign-in until it is.
+        self.pending = pending
+        # The one outstanding verification link: {"token_hash", "email", "expires_at",
+        # "password_hash"} (the password of the sign-up that asked for it, or None).
+        self.verification: dict[str, Any] | None = None
+
+    @event("VerificationRequested")
+    def request_verification(self, token_hash: str, email: str, expires_at: datetime,
+                             password_hash: str | None, display_name: str | None, meta: Meta) -> None:
+        self.verification = {"token_hash": token_hash, "email": email, "expires_at": expires_at,
+                             "password_hash": password_hash, "display_name": display_name}
+
+    def verify_email(self, meta: Meta) -> None:
+        v = self.verification
+        if v is None or v["email"] != self.email:
+            raise RuleViolation("no verification is outstanding for this address")
+        self._email_verified(email=self.email, meta=meta)
+
+    @event("EmailVerified")
+    def _email_verified(self, email: str, meta: Meta) -> None:
+        v = self.verification or {}
+        if v.get("password_hash"):
+            self.password_hash = v["password_hash"]
+        if v.get("display_name") is not None:
+            self.display_name = v["display_name"]
+        self.email_verified = True
+        self.pending = False
+        self.verification = None
 
     @event("ProfileUpdated")
     def update_profile(self, display_name: str, meta: Meta) -> None:
@@ -44,6 +76,8 @@ class User(Aggregate):
     @event("EmailChanged")
     def change_email(self, email: str, meta: Meta) -> None:
         self.email = email
+        self.email_verified = False  # the new address is confirmed by its own link
+        self.verification = None
 
     @event("PasswordChanged")
     def change_password(self, password_hash: str, meta: Meta) -> None:

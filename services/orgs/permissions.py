@@ -40,7 +40,7 @@ MATRIX: tuple[Action, ...] = (
     _a("projects.create", "owner,admin", "Create projects"),
     _a("projects.manage", "owner,admin", "Pause, restore and change project settings"),
     _a("projects.delete", "owner,admin", "Delete projects"),
-    _a("projects.secrets", "owner,admin", "Reveal the service_role key and rotate the JWT secret"),
+    _a("projects.secrets", "owner,admin", "Reveal the service_role key, rotate the JWT secret and read secret auth settings (smtp_pass, OAuth and hook secrets; masked for other roles)"),
     _a("database.read", "owner,admin,member,read_only", "Browse the project's data, read-only SQL, migrations history, types, advisors, logs"),
     _a("database.write", "owner,admin,member", "Run any SQL and apply migrations as the project's database owner"),
     _a("billing.read", "owner,admin,member,read_only", "See the plan, its quotas and limits, and preview a plan change"),

@@ -34,6 +34,19 @@ class OrgsService:
         return self.app.register_user(email, password, ctx, display_name=display_name)
 
     @rpc(expected_exceptions=EXPECTED)
+    def sign_up(self, email: str, password: str, ctx: Ctx = None, display_name: str = "",
+                next_path: str | None = None) -> None:
+        self.app.sign_up(email, password, ctx, display_name, next_path)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def verify_email(self, token: str, ctx: Ctx = None) -> dict[str, Any]:
+        return self.app.verify_email(token, ctx)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def request_email_verification(self, user_id: str, ctx: Ctx = None, next_path: str | None = None) -> dict[str, Any]:
+        return self.app.request_email_verification(user_id, ctx, next_path)
+
+    @rpc(expected_exceptions=EXPECTED)
     def authenticate_password(self, email: str, password: str) -> dict[str, Any]:
         return self.app.authenticate_password(email, password)
 
@@ -46,8 +59,9 @@ class OrgsService:
         return self.app.update_profile(user_id, changes, ctx)
 
     @rpc(expected_exceptions=EXPECTED)
-    def change_password(self, user_id: str, current_password: str, new_password: str, ctx: Ctx = None) -> None:
-        self.app.change_password(user_id, current_password, new_password, ctx)
+    def change_password(self, user_id: str, current_password: str, new_password: str, ctx: Ctx = None,
+                        revoke_tokens: bool = False) -> dict[str, Any]:
+        return self.app.change_password(user_id, current_password, new_password, ctx, revoke_tokens)
 
     @rpc(expected_exceptions=EXPECTED)
     def select_organization(self, user_id: str, slug: str, ctx: Ctx = None) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from eventsourcing.utils import get_topic
 
 from services.shared.crypto import SecretBox
 from services.shared.eventstore import GroupCommit, retry_on_conflict
-from services.shared.errors import Conflict, InvalidInput, LimitExceeded, NotFound, PlatformError, rules_as
+from services.shared.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound, PlatformError, rules_as
+from services.shared.secretnames import SEALED_PREFIX, auth_secret_context, is_secret_name
 
 from . import keys
 from .auth_config_fields import FIELDS as AUTH_FIELDS
@@ -408,8 +409,10 @@ class ProjectsApplication(GroupCommit, Application):
         return dict(project.postgrest)
 
     def get_auth_config(self, user_id: str, ref: str, orgs: OrgsPort) -> dict[str, Any]:
+        """The auth settings; secret ones (SECRET_AUTH_FIELDS) readable only by roles allowed
+        `projects.secrets`, masked as SECRET_MASK for the others."""
         project = self._authorized(user_id, ref, "projects.read", orgs)
-        return self._auth_view(project)
+        return self._auth_for(user_id, project, orgs)
 
     @retry_on_conflict
     def update_auth_config(self, user_id: str, ref: str, changes: dict[str, Any], orgs: OrgsPort,
@@ -417,12 +420,37 @@ class ProjectsApplication(GroupCommit, Application):
         project = self._authorized(user_id, ref, "projects.manage", orgs)
         for key, value in changes.items():
             _check_auth_field(key, value)
-        current = self._auth_view(project)
-        real = {k: v for k, v in changes.items() if current.get(k) != v}
+        current = self._plain_auth(project)
+        # The mask sent back (a form that showed it) leaves the secret as it is.
+        real = {k: v for k, v in changes.items()
+                if current.get(k) != v and not (k in SECRET_AUTH_FIELDS and v == SECRET_MASK)}
         if real:
-            project.change_auth(changes=real, meta=meta_of(ctx))
+            project.change_auth(changes=self._seal(ref, real), meta=meta_of(ctx))
             self.save(project)
-        return self._auth_view(project)
+        return self._auth_for(user_id, project, orgs)
+
+    # Secret auth settings are stored encrypted (SECRET_PREFIX + the box's token, bound to the
+    # project), like the database password; values from before that are read as they are
+    # until the migration 0002_encrypt_auth_secrets seals them.
+    def _seal(self, ref: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return {k: (SECRET_PREFIX + self.box.encrypt(v, auth_secret_context(ref))
+                    if k in SECRET_AUTH_FIELDS and isinstance(v, str) and v else v)
+                for k, v in changes.items()}
+
+    def _plain_auth(self, project: Project) -> dict[str, Any]:
+        out = self._auth_view(project)
+        for k in SECRET_AUTH_FIELDS:
+            v = out.get(k)
+            if isinstance(v, str) and v.startswith(SECRET_PREFIX):
+                out[k] = self.box.decrypt(v[len(SECRET_PREFIX):], auth_secret_context(project.ref))
+        return out
+
+    def _auth_for(self, user_id: str, project: Project, orgs: OrgsPort) -> dict[str, Any]:
+        try:
+            orgs.authorize(user_id, project.org_slug, "projects.secrets")
+        except Forbidden:
+            return _without_secrets(self._auth_view(project), SECRET_MASK)
+        return self._plain_auth(project)
 
     def settings_history(self, user_id: str, ref: str, orgs: OrgsPort) -> list[dict[str, Any]]:
         project = self._authorized(user_id, ref, "projects.read", orgs)
@@ -486,14 +514,14 @@ class ProjectsApplication(GroupCommit, Application):
         project = self._project(ref)
         self._require_live(project)
         return {"ref": ref, "status": project.status, **self.get_tenant_credentials(ref),
-                "postgrest": dict(project.postgrest), "auth": self._auth_view(project),
+                "postgrest": dict(project.postgrest), "auth": self._plain_auth(project),
                 "connection": dict(project.connection or {})}
 
     def get_tenant_auth_config(self, ref: str) -> dict[str, Any]:
         """Internal (the project edge's Auth API): the project's auth settings."""
         project = self._project(ref)
         self._require_live(project)
-        return {**self._auth_view(project), "status": project.status}
+        return {**self._plain_auth(project), "status": project.status}
 
     # ===== provisioner outcomes (idempotent) ===================================================
     def apply_progress(self, envelope: dict[str, Any]) -> bool:
@@ -630,9 +658,14 @@ class ProjectsApplication(GroupCommit, Application):
         return out
 
 
-def _without_secrets(settings: dict[str, Any]) -> dict[str, Any]:
-    """Secret settings (OAuth client secrets) as a reference: whether one is set, not its value."""
-    return {k: ("(secret set)" if v else v) if k.endswith("_secret") else v for k, v in settings.items()}
+SECRET_AUTH_FIELDS = frozenset(k for k in AUTH_FIELDS if is_secret_name(k))
+SECRET_MASK = "(secret set)"
+SECRET_PREFIX = SEALED_PREFIX
+
+
+def _without_secrets(settings: dict[str, Any], mask: str = SECRET_MASK) -> dict[str, Any]:
+    """Secret settings as a reference: whether one is set, not its value."""
+    return {k: (mask if v else v) if k in SECRET_AUTH_FIELDS else v for k, v in settings.items()}
 
 
 class _NewProject:

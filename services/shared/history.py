@@ -20,11 +20,12 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from .errors import InvalidInput, NotFound
+from .secretnames import is_secret_name
 from .settings import Settings
 
 SNAPSHOT_INTERVAL = 100
-# Field names whose values are secrets (encrypted or hashed): shown as a reference, never as a value.
-SECRET_SUFFIXES = ("_enc", "_hash", "_secret", "_secret_key", "_token")
+# Field names whose values are secrets (encrypted or hashed) are shown as a reference, never as
+# a value: services/shared/secretnames.py says which.
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def attribution(domain_event: Any) -> dict[str, Any]:
 
 
 def redact(value: Any, name: str = "") -> Any:
-    if name.lower().endswith(SECRET_SUFFIXES) and value not in (None, ""):
+    if is_secret_name(name) and value not in (None, ""):
         # A reference to the stored (encrypted or hashed) value: shows that it changed, not what it is.
         return "secret:" + hashlib.sha256(str(value).encode()).hexdigest()[:12]
     if isinstance(value, dict):

@@ -10,7 +10,7 @@ must keep the previous release working (add, never drop or rename, in the same r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import psycopg
 
@@ -38,8 +38,52 @@ def _history_snapshots(settings: Settings, conn: psycopg.Connection) -> None:
             pass
 
 
+def _encrypt_auth_secrets(settings: Settings, conn: psycopg.Connection) -> None:
+    """Seal the secret auth settings (smtp_pass, external_*_secret, hook secrets, ...) that
+    projects' stored events still hold in plaintext: each AuthConfigChanged's `changes` and
+    SettingsRestored's `auth`, rewritten in place with the value encrypted as new writes are
+    (secretnames.SEALED_PREFIX + the master key's token, bound to the project). Snapshots of
+    projects, which would keep the old state, are dropped (they are a cache)."""
+    import json
+
+    from .crypto import secret_box
+    from .secretnames import SEALED_PREFIX, auth_secret_context, is_secret_name
+
+    if conn.execute("SELECT to_regclass('projects.projects_events')").fetchone()[0] is None:
+        return  # no project was ever stored
+    box = None
+    refs: dict[Any, str] = {}
+    for originator, state in conn.execute(
+            "SELECT originator_id, state FROM projects.projects_events "
+            "WHERE originator_version = 1 AND topic LIKE '%:Project.%'"):  # its creation names the ref
+        refs[originator] = json.loads(bytes(state))["ref"]
+    rows = conn.execute(
+        "SELECT originator_id, originator_version, state FROM projects.projects_events "
+        "WHERE topic LIKE '%:Project.AuthConfigChanged' OR topic LIKE '%:Project.SettingsRestored'").fetchall()
+    for originator, version, state in rows:
+        event = json.loads(bytes(state))
+        changed = False
+        for field in ("changes", "auth"):
+            values = event.get(field)
+            if not isinstance(values, dict):
+                continue
+            for key, value in values.items():
+                if is_secret_name(key) and isinstance(value, str) and value and not value.startswith(SEALED_PREFIX):
+                    box = box or secret_box(settings)
+                    values[key] = SEALED_PREFIX + box.encrypt(value, auth_secret_context(refs[originator]))
+                    changed = True
+        if changed:
+            conn.execute("UPDATE projects.projects_events SET state = %s WHERE originator_id = %s "
+                         "AND originator_version = %s",
+                         (json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode(), originator, version))
+    if conn.execute("SELECT to_regclass('projects.projects_snapshots')").fetchone()[0] is not None:
+        conn.execute("DELETE FROM projects.projects_snapshots")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_history_snapshots", "snapshot tables for time travel (<service>_snapshots)", _history_snapshots),
+    Migration("0002_encrypt_auth_secrets", "secret auth settings of projects encrypted at rest (were plaintext)",
+              _encrypt_auth_secrets),
 )
 
 

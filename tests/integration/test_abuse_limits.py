@@ -16,10 +16,12 @@ from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
 from tests.conftest import ARTIFACTS, free_port, make_test_settings
+from tests.support import sign_up_confirmed
 
 PER_IP = 6
 PER_ACCOUNT = 4
 _AMQP: dict[str, str] = {}  # the module platform's broker address, for the RPC test
+_SETTINGS: list[Any] = []  # the module platform's settings (its mail outbox)
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +35,14 @@ def gateways() -> Iterator[list[str]]:
     bootstrap(s)
     logs = ARTIFACTS / "logs" / s.db_name
     first = Platform(s, log_dir=logs, only=["orgs", "gateway"])
-    s2 = s.with_overrides(gateway_port=free_port())
+    # the second gateway sits behind a trusted reverse proxy on loopback (the test itself)
+    s2 = s.with_overrides(gateway_port=free_port(), gateway_trusted_proxies="127.0.0.1, ::1")
     second = Platform(s2, log_dir=logs / "second", only=["gateway"])
     try:
         first.start()
         second.start()
         _AMQP["uri"] = s.amqp_uri
+        _SETTINGS[:] = [s]
         yield [f"http://127.0.0.1:{s.gateway_port}", f"http://127.0.0.1:{s2.gateway_port}"]
     finally:
         second.stop()
@@ -54,10 +58,8 @@ def post(url: str, path: str, **kw: Any) -> requests.Response:
 def signup(url: str) -> tuple[requests.Session, str]:
     email = f"u-{uuid.uuid4().hex[:10]}@example.com"
     sess = requests.Session()
-    r = sess.post(url + "/platform/auth/signup", json={"email": email, "password": "correct horse battery"},
-                  timeout=30)
-    assert r.status_code == 201, r.text
-    sess.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    info = sign_up_confirmed(sess, url, _SETTINGS[0], email, "correct horse battery")
+    sess.headers["X-CSRF-Token"] = info["csrf_token"]
     return sess, email
 
 
@@ -88,6 +90,30 @@ def test_failed_tokens_per_ip_then_429_without_asking_orgs(gateways: list[str]) 
     assert sess.get(gateways[1] + "/platform/profile", timeout=30).status_code == 200
 
 
+def bad_token(url: str, forwarded_for: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer sbp_{uuid.uuid4().hex}{'0' * 8}"}
+    if forwarded_for is not None:
+        headers["X-Forwarded-For"] = forwarded_for
+    return requests.get(url + "/platform/profile", headers=headers, timeout=30).status_code
+
+
+def test_forwarded_for_is_the_client_only_behind_a_trusted_proxy(gateways: list[str]) -> None:
+    direct, proxied = gateways
+    client = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    other = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    # Behind the trusted proxy, each client address has its own bucket, and what a client
+    # puts in the header itself (left of what the proxy appended) changes nothing.
+    codes = [bad_token(proxied, f"10.{i}.{i}.{i}, {client}") for i in range(PER_IP)]
+    assert codes == [401] * PER_IP, codes
+    assert bad_token(proxied, f"192.0.2.77, {client}") == 429
+    assert bad_token(proxied, client) == 429
+    assert bad_token(proxied, other) == 401  # another client of the proxy is not blocked
+    # Straight to a gateway that trusts no proxy, a spoofed header is ignored: every attempt
+    # counts against the peer address, whatever address each one claims.
+    codes = [bad_token(direct, f"198.18.{i}.{uuid.uuid4().int % 250 + 1}") for i in range(PER_IP + 1)]
+    assert codes[-1] == 429 and set(codes) <= {401, 429}, codes
+
+
 def test_password_changes_and_invitations_are_limited_per_account(gateways: list[str]) -> None:
     sess, _ = signup(gateways[0])
     codes = [sess.post(gateways[0] + "/platform/profile/password", timeout=30,
@@ -114,7 +140,7 @@ def test_sign_up_limit_per_ip(gateways: list[str]) -> None:
         codes.append(r.status_code)
         if r.status_code == 429:
             break
-    assert codes[-1] == 429 and set(codes[:-1]) == {201}, codes
+    assert codes[-1] == 429 and set(codes[:-1]) == {202}, codes
 
 
 def test_unknown_email_costs_the_same_as_a_known_one(gateways: list[str]) -> None:
@@ -144,3 +170,26 @@ def test_unknown_email_costs_the_same_as_a_known_one(gateways: list[str]) -> Non
     # makes argon2's time vary by 2x between calls
     assert 0.33 < unknown / known < 3.0, (known, unknown)
 
+
+
+def test_sign_up_with_a_taken_address_costs_the_same_as_a_new_one(gateways: list[str]) -> None:
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    # straight to orgs over RPC, as above: the sign-up limits would stop 2 x 9 attempts
+    with ClusterRpcProxy({"AMQP_URI": _AMQP["uri"]}, timeout=30) as rpc:
+        taken = f"k-{uuid.uuid4().hex[:10]}@example.com"
+        rpc.orgs.register_user(taken, "correct horse battery")
+
+        def timed(address: str) -> float:
+            t0 = time.perf_counter()
+            assert rpc.orgs.sign_up(address, "another long password") is None
+            return time.perf_counter() - t0
+
+        timed(taken), timed(f"w-{uuid.uuid4().hex[:8]}@example.com")  # warm both paths
+        taken_t, new_t = [], []
+        for _ in range(9):
+            taken_t.append(timed(taken))
+            new_t.append(timed(f"n-{uuid.uuid4().hex[:8]}@example.com"))
+        taken_m, new_m = statistics.median(taken_t), statistics.median(new_t)
+    assert new_m > 0.01, new_m  # argon2 really ran
+    assert 0.33 < taken_m / new_m < 3.0, (taken_m, new_m)

@@ -21,7 +21,10 @@ from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
 from tests.conftest import ARTIFACTS, make_test_settings
-from tests.support import TcpProxy, wait_for
+from tests.support import TcpProxy, sign_up_confirmed, wait_for
+
+
+_SETTINGS: list[object] = []
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,7 @@ def cut_platform() -> Iterator[tuple[str, TcpProxy]]:
     platform = Platform(through, log_dir=ARTIFACTS / "logs" / s.db_name, only=["orgs", "gateway"])
     try:
         platform.start()
+        _SETTINGS[:] = [through]  # its mail outbox (sign-up links)
         yield f"http://127.0.0.1:{s.gateway_port}", proxy
     finally:
         proxy.restore()
@@ -47,9 +51,7 @@ def cut_platform() -> Iterator[tuple[str, TcpProxy]]:
 def test_503_with_a_reason_while_postgres_is_down_then_recovers(cut_platform: tuple[str, TcpProxy]) -> None:
     url, proxy = cut_platform
     sess = requests.Session()
-    r = sess.post(url + "/platform/auth/signup", timeout=30,
-                  json={"email": f"o-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"})
-    assert r.status_code == 201, r.text
+    sign_up_confirmed(sess, url, _SETTINGS[0], f"o-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
     assert sess.get(url + "/platform/profile", timeout=30).status_code == 200
 
     proxy.cut()

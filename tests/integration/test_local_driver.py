@@ -57,8 +57,7 @@ def cleanup(settings: Settings, ref: str) -> None:
         for db in (ref, staging_database(ref)):
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         for role in (f"supabase_auth_admin.{ref}", f"supabase_storage_admin.{ref}", f"supabase_realtime_admin.{ref}",
-                     owner_role(ref),
-                     authenticator_role(ref), group_role(ref)):
+                     staging_database(ref), owner_role(ref), authenticator_role(ref), group_role(ref)):
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
@@ -383,6 +382,45 @@ def test_pause_and_restore_steps_are_safe_to_run_again(tenants: Tenants, setting
         d.run_step("restore", step, ctx)
     with tenant_login(settings, ref) as conn:
         assert conn.execute("SELECT sum(v) FROM t").fetchone() == (3,)
+
+
+def test_a_doctored_backup_cannot_do_what_only_a_superuser_may(tenants: Tenants, settings: Settings,
+                                                                tmp_path: Path) -> None:
+    """The backup lives in the tenant's bucket; whatever it holds, pg_restore runs as the
+    tenant's own login, so a superuser-only statement in it (an untrusted extension that reads
+    the server's files) fails the restore instead of running."""
+    import subprocess
+
+    ref = tenants.create()
+    tenants.run("pause", ref, operation_id="pause-1")
+    evil = "evil_" + new_ref()
+    with admin(settings) as conn:
+        conn.execute(f'CREATE DATABASE "{evil}" TEMPLATE template0')
+    try:
+        with admin(settings, evil) as conn:
+            conn.execute("CREATE EXTENSION file_fdw")
+            conn.execute("CREATE SERVER leak FOREIGN DATA WRAPPER file_fdw")
+            conn.execute("CREATE FOREIGN TABLE public.passwd (line text) SERVER leak OPTIONS (filename '/etc/passwd')")
+            conn.execute(f'ALTER FOREIGN TABLE public.passwd OWNER TO "{owner_role(ref)}"')
+        dump = tmp_path / "evil.dump"
+        env = {"PATH": "/usr/bin:/bin", **({"PGPASSWORD": settings.db_password} if settings.db_password else {})}
+        done = subprocess.run(["pg_dump", "-Fc", "-h", settings.db_host, "-p", str(settings.db_port), "-U",
+                               settings.db_user, "-f", str(dump), evil], env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    finally:
+        with admin(settings) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{evil}" WITH (FORCE)')
+    tenants.store.put_file(bucket_name(ref), "_platform/backups/pause-1.dump", dump)
+
+    d, ctx = tenants.driver(), tenants.ctx(ref, "restore-evil")
+    with pytest.raises(StepError) as failed:
+        for step in d.plan("restore"):
+            d.run_step("restore", step, ctx)
+    assert "as the project's role" in str(failed.value) and "file_fdw" in str(failed.value), failed.value
+    assert not database_exists(settings, ref)
+    with admin(settings, staging_database(ref)) as conn:  # the half-restored copy
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'file_fdw'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_foreign_server").fetchone() == (0,)
 
 
 def test_a_failed_pause_lets_the_tenant_back_in(tenants: Tenants, settings: Settings) -> None:

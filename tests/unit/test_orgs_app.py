@@ -410,3 +410,82 @@ def test_reads_come_from_the_read_model_kept_with_every_save(app: OrgsApplicatio
             app.list_organizations(member["id"])) == before
     with pytest.raises(Unauthorized, match="revoked"):
         app.authenticate_token(token)
+
+
+# ---- sign-up without enumeration, email verification --------------------------------------------
+
+def verify_token(mailer: FakeMailer, email: str) -> str:
+    mail = [m for m in mailer.sent if m.to == email and "/verify-email?" in m.body][-1]
+    m = re.search(r"token=([\w.%-]+)", mail.body)
+    assert m, mail.body
+    return m.group(1).replace("%2E", ".").replace("%2e", ".")
+
+
+def test_sign_up_answers_the_same_for_a_taken_address_and_mails_its_owner(app: OrgsApplication) -> None:
+    mailer: FakeMailer = app.fake_mailer  # type: ignore[attr-defined]
+    taken = new_user(app)["email"]
+    fresh = f"fresh-{id(app)}-{_n}@example.com"
+    assert app.sign_up(taken, "attacker-password") is None
+    assert app.sign_up(fresh, "password123", display_name="Fresh") is None
+    owner_mail = [m for m in mailer.sent if m.to == taken][-1]
+    assert "tried to sign up" in owner_mail.body and "/verify-email" not in owner_mail.body
+    with pytest.raises(Unauthorized):
+        app.authenticate_password(taken, "attacker-password")  # the account is unchanged
+    # The new address: no sign-in before the link, with the same answer as a wrong password.
+    with pytest.raises(Unauthorized, match="wrong email or password"):
+        app.authenticate_password(fresh, "password123")
+    user = app.verify_email(verify_token(mailer, fresh))
+    assert user["email"] == fresh and user["email_verified"] and user["display_name"] == "Fresh"
+    assert app.authenticate_password(fresh, "password123")["id"] == user["id"]
+
+
+def test_verification_links_are_single_use_replaced_by_newer_ones_and_expire(app: OrgsApplication) -> None:
+    mailer: FakeMailer = app.fake_mailer  # type: ignore[attr-defined]
+    address = f"pending-{id(app)}-{_n}@example.com"
+    app.sign_up(address, "first-password")
+    first = verify_token(mailer, address)
+    # Someone else signs up with the same (still unconfirmed) address: a new link, bound to
+    # that sign-up's password; the first link is dead.
+    app.sign_up(address, "second-password")
+    second = verify_token(mailer, address)
+    with pytest.raises(InvalidInput):
+        app.verify_email(first)
+    # Stored only hashed
+    user_id = second.split(".")[0]
+    events = repr(list(app.repository.event_store.get(__import__("uuid").UUID(user_id))))
+    assert second.split(".")[1] not in events
+    real_clock = app.clock
+    app.clock = lambda: real_clock() + timedelta(hours=25)  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Gone, match="expired"):
+            app.verify_email(second)
+    finally:
+        app.clock = real_clock  # type: ignore[method-assign]
+    user = app.verify_email(second)
+    assert app.authenticate_password(address, "second-password")["id"] == user["id"]
+    with pytest.raises(Unauthorized):
+        app.authenticate_password(address, "first-password")
+    with pytest.raises(InvalidInput):
+        app.verify_email(second)  # used
+    for bad in ["", "x", "0" * 32 + "." + "a" * 43, None]:
+        with pytest.raises(InvalidInput):
+            app.verify_email(bad)  # type: ignore[arg-type]
+
+
+def test_invitations_need_a_verified_matching_address(app: OrgsApplication) -> None:
+    mailer: FakeMailer = app.fake_mailer  # type: ignore[attr-defined]
+    owner = new_user(app)
+    slug = app.create_organization(owner["id"], "Verified only")["slug"]
+    invitee = f"invitee-{id(app)}-{_n}@example.com"
+    app.invite_member(owner["id"], slug, invitee, "member")
+    token = mailer.token_for(invitee)
+    # Someone holding another account moves it to the invited address: not confirmed, refused.
+    squatter = new_user(app, "squatter")
+    app.update_profile(squatter["id"], {"email": invitee})
+    assert app.get_user(squatter["id"])["email_verified"] is False
+    with pytest.raises(Forbidden, match="confirm your email"):
+        app.accept_invitation(squatter["id"], token)
+    # Once the address is confirmed from the mailbox, the invitation is accepted.
+    app.verify_email(verify_token(mailer, invitee))
+    assert app.accept_invitation(squatter["id"], token)["role"] == "member"
+    assert app.request_email_verification(squatter["id"])["sent"] is False  # already confirmed

@@ -45,6 +45,7 @@ function signedIn(fn) {
 route("/", signedIn(auth.home));
 route("/sign-in", auth.signIn);
 route("/sign-up", auth.signUp);
+route("/verify-email", auth.verifyEmail);
 route("/invitations/accept", auth.acceptInvitation);
 route("/new-org", signedIn(auth.newOrg));
 route("/account", signedIn(account.profile));

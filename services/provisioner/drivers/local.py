@@ -60,6 +60,9 @@ LATEST_BACKUP = BACKUP_PREFIX + "LATEST"
 # Each tenant login may hold this many connections: one tenant cannot exhaust a shared cluster.
 TENANT_CONNECTION_LIMIT = 20
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default scram_iterations
+# A line of `pg_restore -l`: "<id>; <tableoid> <oid> <DESC> <schema> <name> <owner>" (the owner
+# last; empty for extensions).
+TOC_LINE = re.compile(r"^\d+; \d+ \d+ (.*)$")
 
 # What every tenant database contains before its owner is known: run in each new database,
 # or ahead of time in spare databases.
@@ -682,6 +685,7 @@ class LocalDriver(Driver):
         with self._admin() as conn:
             dropped = self._drop_database(conn, ref)
             self._drop_database(conn, staging_database(ref))  # a restore that never finished
+            self._drop_staging_role(conn, ref)
         return {"dropped": dropped}
 
     # -- restore ----------------------------------------------------------------------------
@@ -697,21 +701,98 @@ class LocalDriver(Driver):
         if raw is None:
             raise StepError("this project has no backup to restore from", permanent=True)
         key = raw.decode()
+        db_pass = ctx.credentials().get("db_pass")
+        if not isinstance(db_pass, str) or not db_pass:
+            raise StepError("the project has no database password to restore its backup with", permanent=True)
         tmp = self._tmp_file(f"{ref}.restore")
+        listing = self._tmp_file(f"{ref}.toc")
         try:
             size = self.store.get_file(bucket, key, tmp)
             with self._admin() as conn:
                 self._drop_database(conn, staging)
                 self._create_closed_database(conn, staging, ref, "template0")
                 self._open_to_tenant(conn, staging, ref)
-            self._pg_tool(["pg_restore", "-j", str(self.restore_jobs), "--exit-on-error", "-d", staging, str(tmp)],
-                          "pg_restore")
+                # pg_hba admits a tenant login only to the database named like its group
+                # role (samerole): a group of that name lets the owner into the staging copy.
+                if not self._role_exists(conn, staging):
+                    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(staging)))
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(staging),
+                                                              sql.Identifier(owner_role(ref))))
+            with self._admin(staging) as conn:
+                # What the platform owns comes from its own SQL, never from the dump.
+                self._platform_structure(conn, ref)
+            listing.write_text(self._restorable_toc(tmp, ref))
+            self._restore_as_tenant(ref, staging, db_pass, tmp, listing)
             with self._admin() as conn:
+                self._drop_staging_role(conn, ref)
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(staging),
                                                                             sql.Identifier(ref)))
         finally:
             tmp.unlink(missing_ok=True)
+            listing.unlink(missing_ok=True)
         return {"restored": True, "backup_key": key, "backup_bytes": size}
+
+    def _platform_structure(self, conn: psycopg.Connection, ref: str) -> None:
+        """A new tenant database's platform-made parts (schemas, extensions, the publication,
+        the API functions and event triggers, the APIs' grants), without the auth and storage
+        tables: those come from the dump, with their rows."""
+        conn.execute(STRUCTURE_SQL)
+        conn.execute(sql.SQL(OWNERSHIP_SQL).format(owner=sql.Identifier(owner_role(ref))))
+        conn.execute(API_SQL)
+        conn.execute(sql.SQL(GRANTS_SQL).format(auth_admin=sql.Identifier(logins.login_role("auth", ref)),
+                                                storage_admin=sql.Identifier(logins.login_role("storage", ref))))
+
+    def _restorable_toc(self, dump: Path, ref: str) -> str:
+        """The dump's table of contents without what `_platform_structure` made: entries
+        owned by roles that are not the tenant's (the platform's functions and event
+        triggers), and the schemas, extensions and publication it created. Everything kept is
+        restored as the tenant's own login, so a doctored entry can do only what the tenant
+        could do anyway."""
+        done = subprocess.run(["pg_restore", "-l", str(dump)], env=self._pg_env(), capture_output=True,
+                              timeout=600, check=False)
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip().splitlines()
+            raise StepError(f"pg_restore could not read the backup: {err[0] if err else 'unknown error'}")
+        tenant = {owner_role(ref), authenticator_role(ref), *(logins.login_role(s, ref) for s in logins.SERVICES),
+                  "anon", "authenticated", "service_role", "pg_database_owner", ""}
+        made = {"SCHEMA - auth", "SCHEMA - storage", "SCHEMA - extensions", "SCHEMA - graphql_public",
+                "EXTENSION - pgcrypto", "EXTENSION - uuid-ossp", "COMMENT - EXTENSION pgcrypto",
+                'COMMENT - EXTENSION "uuid-ossp"', "PUBLICATION - supabase_realtime"}
+        kept = []
+        for line in done.stdout.decode(errors="replace").splitlines():
+            m = TOC_LINE.match(line)
+            if m is None:
+                continue  # comments and blank lines
+            body, _, owner = m.group(1).rpartition(" ")
+            if owner not in tenant or body in made:
+                continue
+            kept.append(line)
+        return "\n".join(kept) + "\n"
+
+    def _restore_as_tenant(self, ref: str, staging: str, db_pass: str, dump: Path, listing: Path) -> None:
+        """pg_restore logged in as the tenant's owner, never as a superuser: nothing in the
+        dump (ALTER SYSTEM, COPY ... TO PROGRAM, an untrusted extension) runs with more rights
+        than the tenant has on its own database."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = db_pass
+        argv = ["pg_restore", "-h", self.settings.tenant_db_host, "-p", str(self.settings.tenant_db_port),
+                "-U", owner_role(ref), "--no-password", "-d", staging, "-L", str(listing),
+                "-j", str(self.restore_jobs), "--exit-on-error", str(dump)]
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, timeout=3600, check=False)
+        except FileNotFoundError:
+            raise StepError("pg_restore: pg_restore is not installed on the provisioner's machine") from None
+        except subprocess.TimeoutExpired:
+            raise StepError("pg_restore: gave up after 3600 s") from None
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip().splitlines()
+            detail = next((line for line in err if "error" in line.lower()), err[0] if err else "")
+            raise StepError(f"pg_restore (as the project's role) failed: {detail.removeprefix('pg_restore: ')}"
+                            .rstrip(": "))
+
+    def _drop_staging_role(self, conn: psycopg.Connection, ref: str) -> None:
+        if self._role_exists(conn, staging_database(ref)):
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(staging_database(ref))))
 
     def grant_access(self, ctx: StepContext) -> dict[str, Any]:
         ref = check_ref(ctx.ref)
@@ -728,7 +809,7 @@ class LocalDriver(Driver):
         with self._admin(autocommit=False) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"supaplatform:tenant:{ref}",))
             services = [logins.login_role(s, ref) for s in logins.SERVICES]
-            for role in (*services, owner_role(ref), authenticator_role(ref), group_role(ref)):
+            for role in (*services, staging_database(ref), owner_role(ref), authenticator_role(ref), group_role(ref)):
                 if self._role_exists(conn, role):
                     conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
                     dropped.append(role)

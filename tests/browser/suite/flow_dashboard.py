@@ -38,6 +38,24 @@ def sign_up(p: Person, address: str, name: str) -> None:
     p.page.click("form button[type=submit]")
 
 
+def mailed_link(settings: Settings, to: str, path: str) -> str:
+    def link() -> str | None:
+        for mail in reversed([m for m in OutboxMailer(outbox_dir(settings)).list() if m.to == to]):
+            m = re.search(r"(http\S+" + re.escape(path) + r"\?\S+)", mail.body)
+            if m:
+                return m.group(1)
+        return None
+
+    return wait_for(f"a mail to {to} with a {path} link", link, timeout=30, interval=0.2)
+
+
+def confirm_from_mail(p: Person, settings: Settings, address: str) -> None:
+    """After sign-up: the page says to check the mail; the mailed link signs the person in."""
+    expect(p.page.locator("h1")).to_have_text("Check your mail")
+    expect(p.page.locator(".notice")).to_contain_text(address)
+    p.page.goto(mailed_link(settings, address, "/verify-email"))
+
+
 def invitation_link(settings: Settings, to: str) -> str:
     def link() -> str | None:
         mails = [m for m in OutboxMailer(outbox_dir(settings)).list() if m.to == to]
@@ -56,7 +74,8 @@ def clipboard(page: Any) -> str:
 
 # ---- 1. sign up, create an organization -------------------------------------------------------
 
-def test_sign_up_shows_server_field_errors_then_signs_in(owner: Person, story: dict[str, Any]) -> None:
+def test_sign_up_shows_server_field_errors_then_signs_in(owner: Person, settings: Settings,
+                                                         story: dict[str, Any]) -> None:
     page = owner.go("/")
     page.wait_for_url("**/sign-in**")
     owner.titled("Sign in")
@@ -76,6 +95,7 @@ def test_sign_up_shows_server_field_errors_then_signs_in(owner: Person, story: d
     page.fill("input[name=password]", PASSWORD)
     expect(page.locator(".strength-wrap p")).to_contain_text("Strength")
     page.click("form button[type=submit]")
+    confirm_from_mail(owner, settings, story["owner"])
     page.wait_for_url("**/new-org")
     owner.titled("New organization")
 
@@ -124,6 +144,7 @@ def test_invite_a_member_who_accepts_from_the_mail_link(owner: Person, member: P
     mpage.fill("input[name=display_name]", "Max Member")
     mpage.fill("input[name=password]", PASSWORD)
     mpage.click("form button[type=submit]")
+    confirm_from_mail(member, settings, story["member"])  # the link brings them back to the invitation
     mpage.wait_for_url("**/invitations/accept**")
     mpage.get_by_role("button", name="Accept invitation").click()
     mpage.wait_for_url(f"**/org/{slug}")
@@ -375,6 +396,7 @@ def test_admin_sees_the_project_in_the_admin_panel(admin: Person, settings: Sett
     page = admin.go("/sign-up")
     address = email("admin")
     sign_up(admin, address, "Ada Admin")
+    confirm_from_mail(admin, settings, address)
     page.wait_for_url("**/new-org")
     expect(page.get_by_role("link", name="Admin", exact=True)).to_have_count(0)
     # The operator's way to make an admin: platformctl users promote --email E

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from services.shared.settings import Settings
 
 from .fixtures import Person
-from .flow_dashboard import PASSWORD, email, invitation_link
+from .flow_dashboard import PASSWORD, confirm_from_mail, email, mailed_link
 
 
 def test_table_editor_and_sql_editor(owner: Person, story: dict[str, Any]) -> None:
@@ -69,6 +69,7 @@ def test_non_member_gets_nothing_then_read_only_member_cannot_write(owner: Perso
     page.fill("input[name=display_name]", "Rita Reader")
     page.fill("input[name=password]", PASSWORD)
     page.click("form button[type=submit]")
+    confirm_from_mail(reader, settings, address)
     page.wait_for_url("**/new-org**")
 
     # Not a member: the database pages and their API paths answer 404, with nothing in them.
@@ -82,12 +83,30 @@ def test_non_member_gets_nothing_then_read_only_member_cannot_write(owner: Perso
     page = reader.go(f"/project/{ref}/database/tables/public/notes")
     expect(page.locator("h1")).to_contain_text("Not found")
 
-    # Invited with the read-only role.
+    # Invited with the read-only role, at their work address, which their account does not
+    # have yet. They move the account to it: unconfirmed, so the invitation cannot be taken
+    # (no Accept button, and the server refuses) until the mailbox confirms it.
+    work = email("reader-work")
     r = owner.fetch("POST", f"/platform/organizations/{story['slug']}/invitations",
-                    {"email": address, "role": "read_only"})
+                    {"email": work, "role": "read_only"})
     assert r["status"] == 201, r
-    page = reader.page
-    page.goto(invitation_link(settings, address))
+    page = reader.go("/account")
+    profile = page.locator("form[aria-label='Profile']")
+    profile.locator("input[name=email]").fill(work)
+    profile.locator("button[type=submit]").click()
+    expect(page.locator("section[aria-labelledby=verify-h]")).to_contain_text(f"{work} is not confirmed")
+    link = mailed_link(settings, work, "/invitations/accept")  # (the latest mail is the confirmation link)
+    page.goto(link)
+    expect(page.locator(".notice.warn")).to_contain_text("before accepting")
+    expect(page.get_by_role("button", name="Accept invitation")).to_have_count(0)
+    token = link.split("token=", 1)[1]
+    refused = reader.fetch("POST", "/platform/invitations/accept", {"token": token})
+    assert refused["status"] == 403 and "confirm your email" in refused["body"]["message"], refused
+    reader.shot("32a-invitation-unconfirmed")
+    page.get_by_role("button", name="Send me a confirmation link").click()
+    expect(page.locator(".notice.ok")).to_contain_text(work)
+    page.goto(mailed_link(settings, work, "/verify-email"))
+    page.wait_for_url("**/invitations/accept**")  # the link brings them back to the invitation
     page.get_by_role("button", name="Accept invitation").click()
     page.wait_for_url(f"**/org/{story['slug']}")
 

@@ -30,18 +30,29 @@ export async function profile() {
     fields: [
       field({ name: "current_password", label: "Current password", type: "password", required: true, autocomplete: "current-password" }),
       newPw,
+      field({ name: "revoke_tokens", label: "Also revoke my access tokens", type: "checkbox",
+        help: "Your other sessions end either way; with this, every personal access token stops working too." }),
     ],
     submitLabel: "Change password",
     onSubmit: async (v, f) => {
       await post("/platform/profile/password", v);
       f.reset();
-      toast("Password changed");
+      toast(v.revoke_tokens ? "Password changed; your access tokens are revoked" : "Password changed");
     },
   });
+  const verifyStatus = h("div", { "aria-live": "polite" });
+  const verifyButton = button("Send a confirmation link", () => busy(verifyButton, async () => {
+    const r = await post("/platform/profile/verify-email", {});
+    verifyStatus.replaceChildren(notice(`We sent a link to ${r.email}.`, "ok"));
+  }));
   await page({
     title: "Profile", heading: "Your profile", nav: accountNav(), navLabel: "Account", org: user.current_organization,
     content: [
       h("section", { class: "card", "aria-labelledby": "profile-h" }, h("h2", { id: "profile-h" }, "Profile"), profileForm),
+      user.email_verified ? null : h("section", { class: "card", "aria-labelledby": "verify-h" },
+        h("h2", { id: "verify-h" }, "Confirm your email address"),
+        h("p", {}, `${user.email} is not confirmed yet. Invitations can be accepted only by a confirmed address.`),
+        verifyStatus, verifyButton),
       h("section", { class: "card", "aria-labelledby": "pw-h" }, h("h2", { id: "pw-h" }, "Password"), passwordForm),
       user.is_admin ? notice("You are a platform admin: the Admin link in the top bar opens the admin panel.", "ok") : null,
     ],
@@ -53,7 +64,9 @@ export async function tokens() {
   const created = h("div", { "aria-live": "polite" });
   const createForm = form({
     label: "New access token", className: "inline-form",
-    fields: [field({ name: "name", label: "Token name", required: true, placeholder: "e.g. CI deploys" })],
+    fields: [field({ name: "name", label: "Token name", required: true, placeholder: "e.g. CI deploys" }),
+      field({ name: "expires_in_days", label: "Expires after (days)", type: "number", min: 1, max: 3650, nullable: true,
+        help: "Empty: until you revoke it." })],
     submitLabel: "Generate token",
     onSubmit: async (v, f) => {
       const t = await post("/platform/profile/tokens", v);
@@ -72,7 +85,8 @@ export async function tokens() {
       { label: "Name", cell: (t) => t.name },
       { label: "Token", cell: (t) => h("code", {}, `${t.prefix}…`) },
       { label: "Created", cell: (t) => fmtDate(t.created_at) },
-      { label: "Last used", cell: (t) => fmtAgo(t.last_used_at) },
+      { label: "Last used", cell: (t) => (t.last_used_at ? fmtAgo(t.last_used_at) : "never") },
+      { label: "Expires", cell: (t) => (t.expires_at ? fmtDate(t.expires_at) : "never") },
       { label: h("span", { class: "visually-hidden" }, "Actions"), cell: (t) => {
         const b = button("Revoke", () => busy(b, async () => {
           const ok = await confirmDialog({ title: `Revoke “${t.name}”?`, body: "Anything using this token stops working at once.", confirmLabel: "Revoke token", danger: true });

@@ -65,9 +65,13 @@ export async function signUp({ query }) {
     ],
     submitLabel: "Create account",
     onSubmit: async (v) => {
-      startSession(await post("/platform/auth/signup", v));
-      forgetOrgs();
-      await navigate(next === "/" ? "/new-org" : next);
+      // The same answer whether or not the address has an account: the mailed link goes on.
+      const sent = await post("/platform/auth/signup", { ...v, next: next === "/" ? null : next });
+      bare("Check your mail",
+        h("h1", {}, "Check your mail"),
+        notice(sent.message, "ok"),
+        h("p", { class: "muted" }, "The link confirms your address and signs you in. It works once, for 24 hours."),
+        h("p", { class: "muted small" }, "Nothing came? Check the address and ", h("a", { href: `/sign-up?${new URLSearchParams({ next })}` }, "sign up again"), "."));
     },
   });
   bare("Sign up",
@@ -76,6 +80,23 @@ export async function signUp({ query }) {
     f,
     h("p", { class: "muted small" }, "Already have an account? ", h("a", { href: `/sign-in?${new URLSearchParams({ next })}` }, "Sign in")));
   return undefined;
+}
+
+export async function verifyEmail({ query }) {
+  const token = query.get("token") || "";
+  const next = safeNext(query);
+  bare("Confirm your address", h("h1", {}, "Confirm your address"), loading("Confirming…"));
+  let info;
+  try {
+    info = await post("/platform/auth/verify-email", { token });
+  } catch (e) {
+    bare("Confirm your address", h("h1", {}, "Confirm your address"), errorNotice(e),
+      h("p", {}, h("a", { href: "/sign-in" }, "Sign in"), " or ", h("a", { href: "/sign-up" }, "sign up again"), "."));
+    return undefined;
+  }
+  startSession(info);
+  forgetOrgs();
+  return navigate(next, { replace: true });
 }
 
 export async function newOrg() {
@@ -126,6 +147,15 @@ export async function acceptInvitation({ query }) {
       h("a", { class: "button", href: `/sign-up?${new URLSearchParams({ next: here, email: inv.email })}` }, `Sign up as ${inv.email}`));
   } else if (session.user.email !== inv.email) {
     action = notice(`You are signed in as ${session.user.email}, but this invitation was sent to ${inv.email}. Sign out and sign in with that address.`, "warn");
+  } else if (!session.user.email_verified) {
+    const status = h("div", { "aria-live": "polite" });
+    const btn = button("Send me a confirmation link", () => busy(btn, async () => {
+      const r = await post("/platform/profile/verify-email", { next: here });
+      status.replaceChildren(notice(`We sent a link to ${r.email}. Open it, then accept the invitation.`, "ok"));
+    }), { kind: "primary" });
+    action = h("div", { class: "stack" },
+      notice(`Confirm ${inv.email} is yours before accepting: invitations go only to confirmed addresses.`, "warn"),
+      h("div", { class: "form-actions" }, btn), status);
   } else {
     const btn = button("Accept invitation", () => busy(btn, async () => {
       const org = await post("/platform/invitations/accept", { token });
