@@ -40,6 +40,7 @@ from services.shared.db import bootstrap, drop_database
 from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import Platform
 from tests.conftest import ARTIFACTS, ROOT, drop_tenants, make_test_settings
+from tests.support import sign_up_confirmed
 
 SEED = 16
 OPENAPI_FILE = ROOT / "docs" / "api" / "gateway-openapi.json"
@@ -77,10 +78,8 @@ def fuzz_env() -> Iterator[dict[str, str]]:
         platform.start()
         url = f"http://127.0.0.1:{s.gateway_port}"
         web = requests.Session()
-        r = web.post(url + "/platform/auth/signup", timeout=30,
-                     json={"email": f"fuzz-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD})
-        assert r.status_code == 201, r.text
-        web.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        signed_in = sign_up_confirmed(web, url, s, f"fuzz-{uuid.uuid4().hex[:8]}@example.com", PASSWORD)
+        web.headers["X-CSRF-Token"] = signed_in["csrf_token"]
         r = web.post(url + "/platform/profile/tokens", json={"name": "fuzz"}, timeout=30)
         assert r.status_code == 201, r.text
         token = r.json()["token"]

@@ -123,9 +123,7 @@ def test_a_wedged_service_answers_503_within_the_rpc_timeout_then_recovers(
         stoppable_platform: tuple[str, Platform]) -> None:
     url, platform = stoppable_platform
     sess = requests.Session()
-    r = sess.post(url + "/platform/auth/signup", timeout=30,
-                  json={"email": f"w-{uuid.uuid4().hex[:8]}@example.com", "password": "correct horse battery"})
-    assert r.status_code == 201, r.text
+    sign_up_confirmed(sess, url, platform.settings, f"w-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
     assert sess.get(url + "/v1/projects", timeout=30).status_code == 200
 
     projects = platform.procs["projects"]
