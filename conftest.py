@@ -8,3 +8,7 @@ os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
+
+# Plugins that import ssl or sockets load only now, after the patching (pyproject's addopts
+# turns off their auto-loading): the fuzz (tests/integration/test_fuzz.py) needs schemathesis's.
+pytest_plugins = ["schemathesis.pytest.plugin"]
