@@ -152,6 +152,7 @@ def _upstream_headers(request: Request) -> dict[str, str]:
     cookies = "; ".join(f"{k}={v}" for k, v in request.cookies.items(multi=True) if not PLATFORM_COOKIE.match(k))
     if cookies:
         out["Cookie"] = cookies
+    out.setdefault("Accept-Encoding", "identity")  # bodies pass through as encoded: only what the browser accepts
     return out
 
 
