@@ -36,7 +36,7 @@ PLATFORM_COOKIE = re.compile(r"^sp_", re.IGNORECASE)  # every platform cookie is
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "proxy-connection"}
 # Never sent upstream: the platform's credentials, and what the bridge sets itself.
-REQUEST_DROP = HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf-token", "origin", "referer",
+REQUEST_DROP = HOP_BY_HOP | {"host", "cookie", "authorization", "x-csrf-token", "origin", "referer", "content-length",
                              "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"}
 RESPONSE_DROP = HOP_BY_HOP | {"x-frame-options", "content-security-policy", "set-cookie"}
 # Studio's SQL endpoint (pg-meta's /query behind Studio's API; both spellings Studio has used).
@@ -156,6 +156,28 @@ def _upstream_headers(request: Request) -> dict[str, str]:
     return out
 
 
+class _SizedBody:
+    """The browser's body, read as it is sent on: with its length, so that it goes upstream with
+    exactly one Content-Length (never also chunked)."""
+
+    def __init__(self, stream: Any, length: int):
+        self.stream, self.length = stream, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)  # type: ignore[no-any-return]
+
+
+def _body(request: Request) -> Any:
+    if request.content_length:
+        return _SizedBody(request.stream, request.content_length)
+    if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():
+        return iter(lambda: request.stream.read(CHUNK), b"")  # chunked in, chunked on
+    return None
+
+
 def frame_policy(csp: str | None, dashboard: str) -> str:
     """Studio's CSP without its frame-ancestors, plus ours: the dashboard's origin only."""
     kept = [d.strip() for d in (csp or "").split(";") if d.strip() and not d.strip().lower().startswith("frame-ancestors")]
@@ -164,10 +186,9 @@ def frame_policy(csp: str | None, dashboard: str) -> str:
 
 def _proxy(gw: Any, request: Request, base: str) -> Response:
     url = base + request.path + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
-    has_body = bool(request.content_length) or "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
     try:
         up = requests.request(request.method, url, headers=_upstream_headers(request),
-                              data=request.stream if has_body else None, stream=True, allow_redirects=False,
+                              data=_body(request), stream=True, allow_redirects=False,
                               timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
     except requests.RequestException:
         forget(gw_ref(request))

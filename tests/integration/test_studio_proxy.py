@@ -238,6 +238,7 @@ def test_writes_stream_their_body_and_need_the_studio_origin(env: dict[str, Any]
     (got,) = env["studios"][P1].received
     assert got["method"] == "POST" and got["path"] == "/api/platform/pg-meta/default/tables"
     assert got["body_len"] == len(body)  # all of it, past the gateway's JSON limit: streamed through
+    assert got["headers"]["Content-Length"] == str(len(body)) and "Transfer-Encoding" not in got["headers"]
     # A writer's SQL goes to the project's Studio (its pg-meta runs it as the project's login).
     r = c.post("/api/platform/pg-meta/default/query", base_url=STUDIO, json={"query": "create table t (id int)"},
                headers={"Origin": STUDIO})
