@@ -147,7 +147,7 @@ class Gateway:
             else:
                 response = error_response(mapped.status, mapped.message, mapped.fields)
         if self.auth_cache and request.method in UNSAFE and response.status_code < 400 \
-                and not request.path.startswith(PROJECT_PATHS):
+                and not request.path.startswith(PROJECT_PATHS) and not request.environ.get("sp.studio_proxy"):
             # Tokens, users, memberships or organizations may have changed: forget every
             # identity this process remembers (orgs' events tell the other gateways).
             self.auth_cache.clear()
