@@ -202,8 +202,11 @@ def _proxy(gw: Any, request: Request, base: str) -> Response:
     for k, v in up.raw.headers.items():
         low = k.lower()
         if low == "set-cookie":
-            if not PLATFORM_COOKIE.match(v.split("=", 1)[0].strip()):
-                headers.append((k, v))  # Studio's own cookies, host-only on the Studio origin
+            # Studio's own cookies pass, host-only on the Studio origin: never one named like a
+            # platform cookie, never one for a wider Domain (the dashboard's site).
+            attrs = [a.strip().lower() for a in v.split(";")[1:]]
+            if not PLATFORM_COOKIE.match(v.split("=", 1)[0].strip()) and not any(a.startswith("domain") for a in attrs):
+                headers.append((k, v))
             continue
         if low == "content-security-policy":
             csp = v if csp is None else f"{csp}; {v}"

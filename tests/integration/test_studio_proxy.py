@@ -71,6 +71,7 @@ class FakeStudio:
                 self.send_header("Set-Cookie", "sp_session=from-studio; Path=/; HttpOnly")
                 self.send_header("Set-Cookie", "SP_STUDIO=from-studio; Path=/")
                 self.send_header("Set-Cookie", "studio_theme=dark; Path=/")
+                self.send_header("Set-Cookie", "tossed=1; Domain=studio-test.example; Path=/")
                 self.end_headers()
                 self.wfile.write(out)
 
