@@ -311,3 +311,31 @@ def test_dashboard_may_frame_the_studio_origin_only(env: dict[str, Any], stack: 
 
     assert frame_sources(local) == ""
     assert studio_proxy.landing(f"/project/{P1}/database/tables/public/t") == "/project/default/editor"
+
+
+def test_over_real_sockets_bodies_stream_both_ways(env: dict[str, Any]) -> None:
+    """The same application behind a real HTTP server (werkzeug's, on loopback): a large upload
+    and the answer cross two real connections, with the Studio origin's Host header."""
+    import requests
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, env["app"], threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        code = env["gw"].studio.issue("owner", P2, f"/project/{P2}/database")
+        s = requests.Session()
+        r = s.get(f"{base}/studio/auth?code={code}", headers={"Host": STUDIO_HOST}, allow_redirects=False, timeout=10)
+        assert r.status_code == 303 and r.headers["Location"] == "/project/default/editor"
+        cookie = r.cookies["sp_studio"]
+        body = b"x" * BIG
+        r = requests.put(f"{base}/api/platform/storage/default/upload", data=body, timeout=30,
+                         headers={"Host": STUDIO_HOST, "Origin": STUDIO, "Cookie": f"sp_studio={cookie}"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"studio": "p2", "path": "/api/platform/storage/default/upload", "received": BIG}
+        assert "sp_session" not in r.headers.get("Set-Cookie", "") and "X-Frame-Options" not in r.headers
+        assert env["studios"][P2].received[-1]["body_len"] == BIG
+        assert env["studios"][P1].received == []
+    finally:
+        server.shutdown()
+        server.server_close()
