@@ -108,15 +108,20 @@ class Gateway:
         adapter = Gateway._map.bind_to_environ(request.environ)  # type: ignore[union-attr]
         try:
             self._studio_gate(request)
-            endpoint, args = adapter.match()
-            request.environ["sp.endpoint"] = endpoint
-            handler: Callable[..., Response] = HANDLERS[endpoint]
             ctx = {"correlation_id": request_id, "causation_id": request_id}
-            if endpoint in ADMIN:
-                self.require_admin(request, ctx)
-            elif endpoint in SCOPED:
-                self.require_membership(request, ctx, args, SCOPED[endpoint])
-            response = handler(self, request, ctx, **args)
+            if request.environ.get("sp.studio_proxy"):
+                from .studio_proxy import forward
+
+                response = forward(self, request, ctx)  # the project's own Studio (kubernetes driver)
+            else:
+                endpoint, args = adapter.match()
+                request.environ["sp.endpoint"] = endpoint
+                handler: Callable[..., Response] = HANDLERS[endpoint]
+                if endpoint in ADMIN:
+                    self.require_admin(request, ctx)
+                elif endpoint in SCOPED:
+                    self.require_membership(request, ctx, args, SCOPED[endpoint])
+                response = handler(self, request, ctx, **args)
         except HttpError as e:
             response = error_response(e.status, e.message, e.fields)
             response.headers.update(getattr(e, "headers", None) or {})
@@ -142,7 +147,7 @@ class Gateway:
             else:
                 response = error_response(mapped.status, mapped.message, mapped.fields)
         if self.auth_cache and request.method in UNSAFE and response.status_code < 400 \
-                and not request.path.startswith(PROJECT_PATHS):
+                and not request.path.startswith(PROJECT_PATHS) and not request.environ.get("sp.studio_proxy"):
             # Tokens, users, memberships or organizations may have changed: forget every
             # identity this process remembers (orgs' events tell the other gateways).
             self.auth_cache.clear()
@@ -153,7 +158,7 @@ class Gateway:
     def _studio_gate(self, request: Request) -> None:
         """The Studio origin answers its own short list of routes, for its cookie's project only;
         the dashboard origin never answers the Studio's (gateway/studio.py)."""
-        from . import studio
+        from . import studio, studio_proxy
 
         if studio.is_studio_request(request, self.settings):
             request.environ["sp.studio"] = True
@@ -165,6 +170,14 @@ class Gateway:
                 e = HttpError(303, "open Studio from the dashboard")
                 e.headers = {"Location": studio.bridge_url(self.settings, *page)}  # type: ignore[attr-defined]
                 raise e
+            if studio_proxy.enabled(self.settings):
+                if page is not None:  # a bridge link's page: where it is in Supabase Studio
+                    e = HttpError(303, "to this page in Studio")
+                    e.headers = {"Location": studio_proxy.landing(request.path)}  # type: ignore[attr-defined]
+                    raise e
+                if request.path != "/studio/auth":
+                    request.environ["sp.studio_proxy"] = True  # checked and forwarded (gateway/studio_proxy.py)
+                return
             studio.check_route(request, found[1].ref if found else None)
         elif request.path.startswith("/studio/"):
             raise HttpError(404, f"no route for {request.path}")
@@ -271,7 +284,12 @@ class Gateway:
         if found is None:
             raise HttpError(401, "open Studio from the dashboard (your Studio session ended or never started)")
         token, st = found
-        if request.method in UNSAFE and not csrf_ok(request, st):
+        if request.environ.get("sp.studio_proxy"):
+            from .studio_proxy import same_origin
+
+            if request.method not in ("GET", "HEAD") and not same_origin(request, self.settings):
+                raise HttpError(403, "writes on the Studio origin must come from its own pages (Origin header)")
+        elif request.method in UNSAFE and not csrf_ok(request, st):
             raise HttpError(403, "missing or wrong X-CSRF-Token header for this Studio session")
         user = self.services.orgs.get_user(st.user_id)  # every request: a disabled account is out at once
         if user.get("disabled"):
@@ -423,6 +441,9 @@ class Gateway:
         info: dict[str, Any] = {"user": me.user}
         if me.session:
             info["csrf_token"] = me.session.csrf_token
+        from .studio_proxy import enabled
+
+        info["studio_embedded"] = enabled(self.settings)
         if getattr(me, "studio_ref", None):
             info["studio"] = {"ref": me.studio_ref, "dashboard_url": self.settings.public_url.rstrip("/")}
         return json_response(s.SessionInfo().dump(info))

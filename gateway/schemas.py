@@ -102,6 +102,9 @@ class SessionInfo(Schema):
     user = fields.Nested(User, required=True)
     csrf_token = fields.String(metadata={"description": "Send as X-CSRF-Token on state-changing requests made with the session cookie"})
     studio = fields.Nested(StudioInfo, metadata={"description": "On the Studio origin only (docs/studio.md)"})
+    studio_embedded = fields.Boolean(dump_default=False, metadata={
+        "description": "Studio is a project's own Supabase Studio behind the bridge (kubernetes driver), "
+                       "embedded in the dashboard's Studio page; otherwise the dashboard's database pages"})
 
 
 class ProfileUpdate(Strict):

@@ -5,7 +5,8 @@ project. On the Studio origin only the cookie counts (never a dashboard session 
 token), only the routes in STUDIO_ROUTES answer, only for the cookie's project, and every
 request is authorised again by the services (membership, then the role's action).
 
-On the local driver the Studio origin serves the dashboard's own database pages; the origin is
+On the local driver the Studio origin serves the dashboard's own database pages (on the
+kubernetes driver it proxies to the project's own Supabase Studio: gateway/studio_proxy.py); the origin is
 `studio_public_url` (default: the gateway's port under the other loopback name, so that the
 browser keeps its cookies apart without wildcard DNS).
 

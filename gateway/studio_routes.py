@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from . import studio
+from . import studio, studio_proxy
 from .errors import HttpError
 from .routing import Call, endpoint, route
 
@@ -35,8 +35,12 @@ def studio_auth(gw: Any, request: Request, ctx: dict[str, Any]) -> Response:
     found = gw.studio.exchange(code) if code and len(code) <= 128 and gw.studio is not None else None
     if found is None:
         raise HttpError(400, "this Studio link was already used or has expired: open Studio again from the dashboard")
-    token, _session, next_path = found
+    token, session, next_path = found
     old = request.cookies.get(studio.STUDIO_COOKIE)
     if old:
         gw.studio.delete(old)  # one Studio session per browser: the new project's replaces the old one
+    if studio_proxy.enabled(gw.settings):
+        # Kubernetes: the project's own Studio, started now if idle (its address cached briefly).
+        studio_proxy.upstream(gw, session.ref)
+        next_path = studio_proxy.landing(next_path)
     return studio.cookie_response(gw.settings, token, next_path)

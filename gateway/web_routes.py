@@ -30,7 +30,7 @@ TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", 
 # It connects to one other place: the project edge (the Realtime inspector's websocket), which
 # is the projects' own origin, never a platform one.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'{edge}; "
-       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+       "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'{frames}")
 
 
 def edge_sources(settings: Any) -> str:
@@ -50,8 +50,19 @@ def edge_sources(settings: Any) -> str:
     return "".join(f" {o}" for o in out)
 
 
+def frame_sources(settings: Any) -> str:
+    """The one thing the dashboard frames: a project's Studio on the Studio origin (kubernetes
+    driver, docs/studio.md), reached through the dashboard's own bridge route."""
+    from .studio import studio_origin
+    from .studio_proxy import enabled
+
+    if settings is None or not enabled(settings):
+        return ""
+    return f"; frame-src 'self' {studio_origin(settings)}"
+
+
 def _security_headers(response: Response, settings: Any = None) -> Response:
-    response.headers["Content-Security-Policy"] = CSP.format(edge=edge_sources(settings))
+    response.headers["Content-Security-Policy"] = CSP.format(edge=edge_sources(settings), frames=frame_sources(settings))
     response.headers["X-Content-Type-Options"] = "nosniff"
     # Invitation links carry their token in the query string: never send it on as a referrer.
     response.headers["Referrer-Policy"] = "no-referrer"

@@ -245,6 +245,20 @@ class SagaRunner:
         except StepError as exc:
             raise NotFound(str(exc)) from None
 
+    def studio_upstream(self, ref: str, org: str = "") -> dict[str, Any]:
+        """Where the project's own Supabase Studio answers (docs/studio.md): the driver's
+        ensure_studio (create-or-get, scaled back up). The gateway's bridge proxies to it
+        after checking membership; a driver without per-project Studio (local) has none."""
+        if not isinstance(ref, str) or not REF_RE.match(ref):
+            raise InvalidInput("ref: 20 lowercase letters")
+        ensure = getattr(self.driver, "ensure_studio", None)
+        if ensure is None:
+            raise NotFound(f"the {self.driver.name} driver runs no Studio per project")
+        try:
+            return {"url": str(ensure(ref, org)["url"])}
+        except StepError as exc:
+            raise NotFound(str(exc)) from None
+
     def check_tenant(self, ref: str) -> dict[str, dict[str, Any]]:
         """Health of the tenant's services, by name (db, storage), as the driver sees them."""
         if not isinstance(ref, str) or not REF_RE.match(ref):

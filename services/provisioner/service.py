@@ -77,6 +77,12 @@ class ProvisionerService:
         return self.runner.check_tenant(ref)
 
     @rpc(expected_exceptions=EXPECTED)
+    def studio_upstream(self, ref: str, org: str = "") -> dict[str, Any]:
+        """Internal (the gateway's Studio bridge, kubernetes driver): the project's Studio URL,
+        started on demand. The gateway has checked membership and role before asking."""
+        return self.runner.studio_upstream(ref, org)
+
+    @rpc(expected_exceptions=EXPECTED)
     def get_tenant_login(self, ref: str, service: str) -> dict[str, Any]:
         """Internal (the project edge's Auth and Storage APIs): their database login."""
         return self.runner.tenant_login(ref, service)

@@ -10,7 +10,7 @@ export class ApiError extends Error {
 }
 
 // studio: {ref, dashboard_url} on a project's Studio origin (docs/studio.md), else null.
-export const session = { user: null, csrf: null, studio: null };
+export const session = { user: null, csrf: null, studio: null, studioEmbedded: false };
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
@@ -58,6 +58,7 @@ export async function loadSession() {
     session.user = info.user;
     session.csrf = info.csrf_token || null;
     session.studio = info.studio || null;
+    session.studioEmbedded = Boolean(info.studio_embedded);
   } catch (e) {
     if (e.status !== 401) throw e;
     session.user = null;

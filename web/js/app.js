@@ -81,6 +81,7 @@ route("/project/:ref/database/migrations", signedIn(database.migrations));
 route("/project/:ref/database/types", signedIn(database.types));
 route("/project/:ref/database/publications", signedIn(publications.publications));
 route("/project/:ref/database/schema", signedIn(database.schemaVisualizer));
+route("/project/:ref/studio", signedIn(database.studioFrame));
 
 route("/admin", signedIn(admin.overview));
 route("/admin/organizations", signedIn(admin.organizations));

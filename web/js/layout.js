@@ -31,7 +31,7 @@ export function projectNav(ref, slug) {
       ["Schema visualizer", `${base}/database/schema`],
       ["RLS policies", `${base}/database/policies`], ["Migrations", `${base}/database/migrations`],
       ["TypeScript types", `${base}/database/types`], ["Publications", `${base}/database/publications`],
-      ...(session.studio ? [] : [["Open in Studio", studioLink(ref, "database")]])] },
+      ...(session.studio ? [] : [["Open in Studio", openStudioLink(ref, "database")]])] },
     { heading: "Settings", links: [["General", `${out}/settings`], ["API", `${out}/settings/api`],
       ["Authentication", `${out}/settings/auth`], ["Realtime", `${out}/realtime`], ["History", `${out}/settings/history`]] },
     slug ? { heading: "Organization", links: [["All projects", `${dash}/org/${encodeURIComponent(slug)}`]] } : null,
@@ -55,6 +55,13 @@ function studioPage(page) {
 export function studioLink(ref, page) {
   const dash = session.studio ? session.studio.dashboard_url : "";
   return `${dash}/platform/projects/${encodeURIComponent(ref)}/studio?${new URLSearchParams({ page: studioPage(page) })}`;
+}
+
+/** Where "Open in Studio" goes: the dashboard's Studio page, which embeds the project's own
+ * Supabase Studio (kubernetes driver), or else the bridge to the Studio origin's database pages. */
+export function openStudioLink(ref, page) {
+  if (!session.studioEmbedded || session.studio) return studioLink(ref, page);
+  return `/project/${encodeURIComponent(ref)}/studio?${new URLSearchParams({ page: studioPage(page) })}`;
 }
 
 /** The project picker: the organization's other projects, and the same page in the one you pick.
@@ -157,7 +164,7 @@ export async function page(opts) {
   const onDatabasePage = opts.project && projectPagePath(opts.project.ref).startsWith("database");
   const right = h("div", { class: "right" },
     opts.project && !studio ? h("a", { class: "button small", id: "open-studio",
-      href: studioLink(opts.project.ref, onDatabasePage ? projectPagePath(opts.project.ref) : "database") }, "Open in Studio") : null,
+      href: openStudioLink(opts.project.ref, onDatabasePage ? projectPagePath(opts.project.ref) : "database") }, "Open in Studio") : null,
     studio && opts.project ? h("a", { class: "button small", id: "back-to-dashboard",
       href: `${dash}/project/${opts.project.ref}` }, "Dashboard") : null,
     user && user.is_admin && !studio ? h("a", { class: "button small", href: "/admin" }, "Admin") : null,

@@ -199,10 +199,12 @@ def test_studio_bridge_and_project_picker(owner: Person, reader: Person, strange
     # A stranger gets nothing: not a code from the bridge, not a page on the Studio origin,
     # not its API paths, not even with a Studio session of their own project.
     page = stranger.go("/sign-up")
-    page.fill("input[name=email]", email("stranger"))
+    address = email("stranger")
+    page.fill("input[name=email]", address)
     page.fill("input[name=display_name]", "Sam Stranger")
     page.fill("input[name=password]", PASSWORD)
     page.click("form button[type=submit]")
+    confirm_from_mail(stranger, settings, address)  # sign-up answers "check your mail" now
     page.wait_for_url("**/new-org**")
     r = stranger.fetch("GET", f"/platform/projects/{ref}/studio")
     assert r["status"] == 404, r

@@ -437,3 +437,23 @@ def test_studio_on_demand_per_project(cluster: Cluster, tmp_path: Path) -> None:
     run_plan(driver, "restore")
     assert objs[("Deployment", ns, "studio")]["spec"]["replicas"] == 0
     assert objs[("Deployment", ns, "postgrest")]["spec"]["replicas"] == 1
+
+
+def test_studio_upstream_rpc_starts_the_projects_studio(cluster: Cluster, tmp_path: Path) -> None:
+    """The provisioner's `studio_upstream` (what the gateway's Studio bridge asks on the code
+    exchange): the driver's ensure_studio behind it, bad refs and unprovisioned projects refused."""
+    from services.shared.errors import InvalidInput, NotFound
+
+    driver = make_driver(cluster, tmp_path)
+    runner = SagaRunner(driver, MemorySagaLocks())
+    with pytest.raises(InvalidInput):
+        runner.studio_upstream("../etc", "acme")
+    with pytest.raises(NotFound):
+        runner.studio_upstream(REF, "acme")  # no tenant on this cluster yet
+    run_plan(driver, "create")
+    ns = f"tenant-{REF}"
+    assert runner.studio_upstream(REF, "acme") == {"url": f"http://studio.{ns}.svc:3000"}
+    assert cluster.kube.objects[("Deployment", ns, "studio")]["spec"]["replicas"] == 1
+    driver.stop_studio(REF)
+    assert runner.studio_upstream(REF, "acme")["url"].endswith(":3000")  # idle Studio: scaled back up
+    assert cluster.kube.objects[("Deployment", ns, "studio")]["spec"]["replicas"] == 1

@@ -4,11 +4,12 @@
 // say beforehand what your role allows.
 
 import { h } from "../dom.js";
-import { api, get, post } from "../api.js";
+import { api, get, post, session } from "../api.js";
 import { field, form } from "../forms.js";
 import { navigate, onLeave, render } from "../router.js";
 import { whyNot } from "../state.js";
 import { projectContext, projectPage } from "./project.js";
+import { studioLink } from "../layout.js";
 import { badge, button, busy, confirmDialog, copyButton, errorNotice, table, toast } from "../ui.js";
 
 const enc = encodeURIComponent;
@@ -356,4 +357,16 @@ function placeLinks(svg, boxes, rels) {
     path.dataset.to = fk.target_table;
     svg.append(path);
   }
+}
+
+/** The project's own Supabase Studio in a frame (kubernetes driver, docs/studio.md): the frame
+ * opens the dashboard's bridge, which sends it to the Studio origin with a one-time code. On the
+ * local driver Studio is the database pages on the Studio origin: go there instead. */
+export async function studioFrame({ params, query }) {
+  const { project } = await projectContext(params.ref);
+  const src = studioLink(project.ref, query.get("page") || "database");
+  if (!session.studioEmbedded) return location.assign(src);
+  const content = h("iframe", { class: "studio-frame", id: "studio-frame", src, title: `Studio of ${project.name}`,
+    referrerpolicy: "no-referrer" });
+  await projectPage(project, { title: "Studio", heading: "Studio", sub: "The project's own Supabase Studio.", content });
 }
