@@ -75,6 +75,7 @@ def make_pool(settings: Settings, schema: str, ddl: str = "", max_size: int = 8)
     # check: a connection PostgreSQL dropped (a restart, an outage) is replaced when it is
     # taken, not handed to a request that would fail on it.
     pool = ConnectionPool(settings.db_conninfo, min_size=1, max_size=max_size, open=False,
-                          kwargs={"autocommit": True}, check=ConnectionPool.check_connection)
+                          kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+                          timeout=settings.db_pool_timeout_s)
     pool.open(wait=True, timeout=10)
     return pool

@@ -99,6 +99,7 @@ class Settings:
     k8s_storage_admin_key: str = field(repr=False, default="", metadata={"doc": "One of Storage's ADMIN_API_KEYS (the apikey header of its admin API)", "secret": True})
     k8s_storage_bucket: str = field(default="supaplatform-storage", metadata={"doc": "S3 bucket Storage keeps every tenant's objects in, under the prefix <ref>/"})
     k8s_kong_admin_url: str = field(default="http://kong-admin.platform-system.svc:8001", metadata={"doc": "Kong's Admin API (tenant services, routes, consumers)"})
+    db_pool_timeout_s: float = field(default=10.0, metadata={"doc": "How long a request waits for a connection from its process's PostgreSQL pool; during an outage the pool cannot connect, and the request fails with the reason (a 503 at the gateway) after this, not after the RPC timeout"})
     rpc_timeout_s: float = field(default=30.0, metadata={"doc": "How long a process (the gateway, a service) waits for another service's RPC answer before giving up; the gateway then answers 503 with the reason. Longer than database_statement_timeout_ms, which an RPC may spend"})
     relay_unrouted_max_messages: int = field(default=100_000, metadata={"doc": "Events published with no queue bound for them are kept in <producer>.events.unrouted: at most this many per producer (the oldest go first). Fixed when the queue is first declared"})
     relay_unrouted_ttl_s: int = field(default=7 * 24 * 3600, metadata={"doc": "...and for at most this long (seconds). The event stores keep every event regardless: `platformctl events replay` sends them again"})
