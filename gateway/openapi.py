@@ -21,7 +21,7 @@ from . import schemas
 from .routing import ROUTES
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "api" / "gateway-openapi.json"
-STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content"}
+STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content", 303: "See other: a redirect (Location)"}
 ERRORS = {400: "Invalid input (see errors per field)", 401: "Not signed in / bad token",
           402: "Past a limit of the organization's plan",
           403: "Not allowed for your role, or missing CSRF token", 404: "Not found (or not yours)",

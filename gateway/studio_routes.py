@@ -16,7 +16,7 @@ from .routing import Call, endpoint, route
 @endpoint("GET", "/platform/projects/<ref>/studio",
           summary="Open the project's database pages on its Studio origin: a one-time code (60 s, single use, "
                   "bound to you and this project), then a 303 redirect there", tag="projects", scope="project",
-          query={"page": "the database page to land on (default: database; e.g. database/sql)"})
+          query={"page": "the database page to land on (default: database; e.g. database/sql)"}, status=303)
 def open_studio(call: Call) -> Any:
     if call.gateway.studio is None:
         raise HttpError(503, "the Studio bridge is not available")
