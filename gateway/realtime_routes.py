@@ -13,23 +13,12 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 from werkzeug.wrappers import Response
 
+from services.shared.realtime_bounds import BOUNDS
+
 from .routing import Call, endpoint
 from .schemas import Strict
 
 
-# The spec's bounds (UpdateRealtimeConfigBody). The realtime service checks the same ones
-# (services/realtime/config.py BOUNDS; the gateway may not import another service's code) and
-# the plan's ceilings; tests/integration/test_realtime_config.py keeps the two equal.
-BOUNDS: dict[str, tuple[int, int]] = {
-    "connection_pool": (1, 100),
-    "max_concurrent_users": (1, 50000),
-    "max_events_per_second": (1, 50000),
-    "max_bytes_per_second": (1, 10000000),
-    "max_channels_per_client": (1, 10000),
-    "max_joins_per_second": (1, 5000),
-    "max_presence_events_per_second": (1, 5000),
-    "max_payload_size_in_kb": (1, 10000),
-}
 
 
 def _int(name: str, description: str, **kw: Any) -> fields.Integer:

@@ -12,17 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Protocol
 
-# Each integer setting's bounds, from the public spec (UpdateRealtimeConfigBody).
-BOUNDS: dict[str, tuple[int, int]] = {
-    "connection_pool": (1, 100),
-    "max_concurrent_users": (1, 50000),
-    "max_events_per_second": (1, 50000),
-    "max_bytes_per_second": (1, 10000000),
-    "max_channels_per_client": (1, 10000),
-    "max_joins_per_second": (1, 5000),
-    "max_presence_events_per_second": (1, 5000),
-    "max_payload_size_in_kb": (1, 10000),
-}
+from services.shared.realtime_bounds import BOUNDS
+
+__all__ = ["BOUNDS", "DEFAULT", "ConfigSource", "RealtimeConfig", "StaticConfig"]
+
 
 
 @dataclass(frozen=True)

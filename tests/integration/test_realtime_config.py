@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from gateway.realtime_routes import BOUNDS as GATEWAY_BOUNDS
 from services.realtime.config import BOUNDS, DEFAULT
 from services.shared import broker
 from services.shared.settings import Settings
@@ -62,8 +61,15 @@ def project(http: Any, user_token: dict[str, str]) -> dict[str, Any]:
     return {"ref": ref, "org": org, "token": tok, "base": f"/v1/projects/{ref}/config/realtime"}
 
 
-def test_the_gateway_checks_the_same_bounds_as_the_service() -> None:
-    assert GATEWAY_BOUNDS == BOUNDS
+def test_the_bounds_are_the_public_specs() -> None:
+    import json
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).resolve().parents[3] / "shared" / "reference"
+                       / "supabase-management-api-v1.json").read_text())
+    body = spec["components"]["schemas"]["UpdateRealtimeConfigBody"]["properties"]
+    ints = {k: (v["minimum"], v["maximum"]) for k, v in body.items() if v.get("type") == "integer"}
+    assert ints == BOUNDS
 
 
 def test_get_patch_shutdown_as_the_spec_has_them(http: Any, rpc: Any, project: dict[str, Any],
