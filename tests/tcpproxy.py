@@ -48,6 +48,11 @@ class Forwarder:
                 client.close()
                 continue
             with self._lock:
+                # A cut() while this connection was being opened must drop it too.
+                if not self.up:
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -72,8 +77,8 @@ class Forwarder:
     def cut(self) -> None:
         import socket
 
-        self.up = False
         with self._lock:
+            self.up = False
             conns, self._conns = self._conns, []
         for c in conns:
             try:
