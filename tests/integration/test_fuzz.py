@@ -146,6 +146,12 @@ def test_gateway_api_fuzz(case: Any, fuzz_env: dict[str, str]) -> None:
         args["slug"] = fuzz_env["slug"]
     if "ref" in args:
         args["ref"] = fuzz_env["victim"] if label in ON_VICTIM else fuzz_env["ref"]
+    # Message framing is the HTTP client's business, not the API's input: a generated
+    # Transfer-Encoding or Content-Length beside the client's own makes the HTTP server refuse
+    # the request before the gateway sees it (eventlet's plain-text 400, its defence against
+    # request smuggling), which says nothing about the API.
+    for name in [h for h in (case.headers or {}) if h.lower() in ("transfer-encoding", "content-length")]:
+        del case.headers[name]
     started = time.monotonic()
     try:
         case.call_and_validate(base_url=fuzz_env["url"], headers={"Authorization": f"Bearer {fuzz_env['token']}"},
