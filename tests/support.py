@@ -140,3 +140,32 @@ def sign_up_confirmed(http: Any, base: str, settings: Any, email: str, password:
     r = http.post(base + "/platform/auth/verify-email", json={"token": token}, timeout=30)
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs, from /proc: a zombie has exited (unlike services.shared.procs.alive,
+    which counts it, as os.kill does)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below `root`, from /proc (children of children included)."""
+    from pathlib import Path
+
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {p for p, pp in parent_of.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found

@@ -39,7 +39,7 @@ from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import ROOT, child_env, state_path
 from services.shared.settings import Settings
 from tests.conftest import ARTIFACTS, make_test_settings
-from tests.support import wait_for
+from tests.support import alive, descendants, wait_for
 
 from .broker_node import SCRIPTS, BrokerNode
 from .pg_cluster import BIN, PgCluster
@@ -52,14 +52,6 @@ pytestmark = [
 TERMINAL = {"ACTIVE_HEALTHY", "INIT_FAILED"}
 DB_PASS = "Chaos-tenant-pass-1"
 ORGS = 8  # free plan: two projects each
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def marked_processes(marker: str) -> set[int]:
@@ -75,21 +67,6 @@ def marked_processes(marker: str) -> set[int]:
                 found.add(int(entry.name))
         except OSError:
             pass
-    return found
-
-
-def descendants(root: int) -> set[int]:
-    parent_of: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, pp in parent_of.items() if pp in frontier and p not in found}
-        found |= frontier
     return found
 
 

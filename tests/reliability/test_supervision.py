@@ -20,33 +20,9 @@ from services.shared.rabbitadmin import RabbitAdmin
 from services.shared.runner import ROOT, child_env, state_path
 from services.shared.settings import Settings
 from tests.conftest import drop_tenants, free_port, make_test_settings
-from tests.support import wait_for
+from tests.support import alive, descendants, wait_for
 
 SIGTERM_BUDGET_S = 5.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
-def descendants(root: int) -> set[int]:
-    """Every process below `root`, from /proc (children of children included)."""
-    parent_of: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent_of[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {p for p, pp in parent_of.items() if pp in frontier and p not in found}
-        found |= frontier
-    return found
 
 
 class Runner:
